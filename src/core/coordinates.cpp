@@ -1,0 +1,212 @@
+#include "lattice/core/coordinates.hpp"
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <tuple>
+#include <unordered_map>
+
+#include "lattice/core/relation.hpp"
+#include "relation/build.hpp"
+
+namespace lattice {
+
+std::string CoordinateMapKey::str() const {
+  return detail::concat("CoordinateMapKey(id=", id, ", stride=", stride.str(), ", manager=", manager_id, ")");
+}
+
+CoordinateSet::CoordinateSet(Array coords, Array active_rows, Int3 stride, std::optional<Array> batch_counts,
+                             CoordinateMapKey key, std::optional<std::int64_t> known_rows)
+    : coords_(std::move(coords)),
+      active_rows_(std::move(active_rows)),
+      stride_(stride),
+      batch_counts_(std::move(batch_counts)),
+      key_(key),
+      known_rows_(known_rows) {
+  // CPU counts are free to read; remember them so hot paths never ask again.
+  if (!known_rows_ && active_rows_.device().is_cpu()) known_rows_ = active_rows_.item_int();
+}
+
+std::optional<std::int64_t> CoordinateSet::known_rows() const {
+  std::lock_guard lock(mutex_);
+  return known_rows_;
+}
+
+std::int64_t CoordinateSet::rows() const {
+  std::lock_guard lock(mutex_);
+  if (!known_rows_) known_rows_ = active_rows_.item_int();
+  return *known_rows_;
+}
+
+std::shared_ptr<const detail::CoordIndex> CoordinateSet::index(
+    const std::function<std::shared_ptr<const detail::CoordIndex>()>& build) const {
+  {
+    std::lock_guard lock(mutex_);
+    if (index_) return index_;
+  }
+  // Build outside the lock (build() may call rows()); the first finished build wins.
+  auto built = build();
+  std::lock_guard lock(mutex_);
+  if (!index_) index_ = std::move(built);
+  return index_;
+}
+
+namespace {
+
+std::atomic<std::uint64_t> g_next_manager_id{1};
+
+struct RelationCacheKey {
+  std::uint64_t input_id;
+  std::uint64_t target_id;
+  KernelSpec spec;
+  RelationKind kind;
+  auto operator<=>(const RelationCacheKey&) const = default;
+};
+
+}  // namespace
+
+struct CoordinateManager::Impl {
+  // One cache entry; `build_mutex` makes concurrent requests for the same
+  // relation build it once.
+  struct Entry {
+    std::weak_ptr<const CoordinateSet> input;
+    std::weak_ptr<const CoordinateSet> target;
+    bool has_target = false;
+    std::mutex build_mutex;
+    std::shared_ptr<const Relation> relation;
+    std::list<RelationCacheKey>::iterator lru_pos;
+  };
+
+  mutable std::mutex mutex;
+  std::uint64_t next_set_id = 1;
+  std::unordered_map<std::uint64_t, std::weak_ptr<const CoordinateSet>> sets;
+  std::map<RelationCacheKey, std::shared_ptr<Entry>> cache;
+  std::list<RelationCacheKey> lru;  // front = most recently used
+  std::size_t capacity = 512;
+  RelationCacheStats stats;
+
+  // Drops entries whose input or target set has died, then the least recently
+  // used ones beyond capacity. Caller holds `mutex`.
+  void evict_locked() {
+    for (auto it = cache.begin(); it != cache.end();) {
+      const Entry& e = *it->second;
+      if (e.input.expired() || (e.has_target && e.target.expired())) {
+        lru.erase(e.lru_pos);
+        it = cache.erase(it);
+        ++stats.evictions;
+      } else {
+        ++it;
+      }
+    }
+    while (cache.size() > capacity && !lru.empty()) {
+      cache.erase(lru.back());
+      lru.pop_back();
+      ++stats.evictions;
+    }
+    for (auto it = sets.begin(); it != sets.end();) {
+      it = it->second.expired() ? sets.erase(it) : std::next(it);
+    }
+  }
+};
+
+CoordinateManager::CoordinateManager() : impl_(std::make_unique<Impl>()), id_(g_next_manager_id.fetch_add(1)) {}
+CoordinateManager::~CoordinateManager() = default;
+
+std::shared_ptr<CoordinateManager> CoordinateManager::create() {
+  return std::shared_ptr<CoordinateManager>(new CoordinateManager());
+}
+
+std::shared_ptr<CoordinateManager> CoordinateManager::default_manager() {
+  static const std::shared_ptr<CoordinateManager> manager = create();
+  return manager;
+}
+
+std::shared_ptr<const CoordinateSet> CoordinateManager::insert(Array coords, Array active_rows, Int3 stride,
+                                                               std::optional<Array> batch_counts,
+                                                               std::optional<std::int64_t> known_rows) {
+  std::lock_guard lock(impl_->mutex);
+  const CoordinateMapKey key{impl_->next_set_id++, stride, id_};
+  auto set = std::make_shared<const CoordinateSet>(std::move(coords), std::move(active_rows), stride,
+                                                   std::move(batch_counts), key, known_rows);
+  impl_->sets[key.id] = set;
+  return set;
+}
+
+std::shared_ptr<const CoordinateSet> CoordinateManager::find(const CoordinateMapKey& key) const {
+  if (!owns(key)) return nullptr;
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->sets.find(key.id);
+  if (it == impl_->sets.end()) return nullptr;
+  auto set = it->second.lock();
+  if (set && set->stride() != key.stride) return nullptr;
+  return set;
+}
+
+std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_ptr<const CoordinateSet>& input,
+                                                            RelationKind kind, const KernelSpec& spec,
+                                                            const std::shared_ptr<const CoordinateSet>& target,
+                                                            const char* op, bool* was_cached) {
+  check(input != nullptr, op, "input", "no coordinate set");
+  check(owns(input->key()), op, "input", "coordinates belong to manager ", input->key().manager_id,
+        ", not to this manager (", id_, "); tensors from different managers cannot be combined");
+  if (target) {
+    check(owns(target->key()), op, "coordinates", "target coordinates belong to manager ",
+          target->key().manager_id, ", not to the input's manager (", id_, ")");
+  }
+  const RelationCacheKey key{input->key().id, target ? target->key().id : 0, detail::normalized_spec(kind, spec),
+                             kind};
+  std::shared_ptr<Impl::Entry> entry;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto it = impl_->cache.find(key);
+    if (it != impl_->cache.end()) {
+      entry = it->second;
+      impl_->lru.splice(impl_->lru.begin(), impl_->lru, entry->lru_pos);
+    } else {
+      entry = std::make_shared<Impl::Entry>();
+      entry->input = input;
+      entry->target = target;
+      entry->has_target = target != nullptr;
+      impl_->lru.push_front(key);
+      entry->lru_pos = impl_->lru.begin();
+      impl_->cache.emplace(key, entry);
+      impl_->evict_locked();
+    }
+  }
+  std::lock_guard build_lock(entry->build_mutex);
+  if (was_cached != nullptr) *was_cached = entry->relation != nullptr;
+  if (entry->relation) {
+    std::lock_guard lock(impl_->mutex);
+    ++impl_->stats.hits;
+    return entry->relation;
+  }
+  auto rel = detail::build_relation(*this, input, kind, key.spec, target, op);
+  entry->relation = rel;
+  std::lock_guard lock(impl_->mutex);
+  ++impl_->stats.misses;
+  return rel;
+}
+
+void CoordinateManager::clear_cache() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->cache.clear();
+  impl_->lru.clear();
+}
+
+void CoordinateManager::set_cache_capacity(std::size_t max_relations) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->capacity = max_relations;
+  impl_->evict_locked();
+}
+
+RelationCacheStats CoordinateManager::cache_stats() const {
+  std::lock_guard lock(impl_->mutex);
+  RelationCacheStats s = impl_->stats;
+  s.relations = impl_->cache.size();
+  s.coordinate_sets = 0;
+  for (const auto& [id, weak] : impl_->sets) s.coordinate_sets += weak.expired() ? 0 : 1;
+  return s;
+}
+
+}  // namespace lattice
+

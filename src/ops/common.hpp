@@ -1,0 +1,30 @@
+// Shared front-end helpers: argument checks used by several op families.
+#pragma once
+
+#include <chrono>
+#include <optional>
+
+#include "lattice/core/sparse_tensor.hpp"
+
+namespace lattice::ops::detail {
+
+// x is defined, has float features of rank 2.
+void check_input(const SparseTensor& x, const char* op, const char* arg = "x");
+// Both tensors share one coordinate key (row-aligned), device and dtype.
+void check_same_key(const SparseTensor& a, const SparseTensor& b, const char* op);
+// An optional (C,) vector in `dtype` on `device`.
+void check_vector(const std::optional<Array>& v, std::int64_t c, DType dtype, Device device, const char* op,
+                  const char* arg);
+
+class Stopwatch {
+ public:
+  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
+  double ms() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace lattice::ops::detail

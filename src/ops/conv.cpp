@@ -1,0 +1,168 @@
+// Convolution front ends: check arguments -> build or reuse the relation ->
+// pick a route -> run the backend. One function per public op, sharing run_conv.
+#include "lattice/ops/conv.hpp"
+
+#include "backend/cpu/api.hpp"
+#include "lattice/core/relation.hpp"
+#include "lattice/core/trace.hpp"
+#include "ops/common.hpp"
+#include "ops/weights.hpp"
+#include "relation/build.hpp"
+
+namespace lattice::ops {
+
+std::string_view route_name(ConvRoute route) {
+  switch (route) {
+    case ConvRoute::automatic: return "automatic";
+    case ConvRoute::pointwise_matmul: return "pointwise_matmul";
+    case ConvRoute::gather_gemm_scatter: return "gather_gemm_scatter";
+    case ConvRoute::implicit_gemm: return "implicit_gemm";
+    case ConvRoute::sorted_implicit_gemm: return "sorted_implicit_gemm";
+    case ConvRoute::fetch_on_demand: return "fetch_on_demand";
+  }
+  return "?";
+}
+
+namespace {
+
+struct ConvCall {
+  const char* op;
+  RelationKind kind;  // forward or transposed/generative kind; target variants derived
+  KernelSpec spec;
+  const TargetCoords* target;
+  ConvRoute route;
+};
+
+// Resolves the target support into a coordinate set of x's manager at `stride`.
+std::shared_ptr<const CoordinateSet> resolve_target(const SparseTensor& x, const TargetCoords& target, Int3 stride,
+                                                    const char* op) {
+  const auto& v = target.value();
+  if (const auto* t = std::get_if<SparseTensor>(&v)) {
+    check(t->defined(), op, "coordinates", "undefined sparse tensor");
+    check(t->manager() == x.manager(), op, "coordinates", "target tensor belongs to manager ", t->key().manager_id,
+          " but x belongs to manager ", x.key().manager_id, "; tensors from different managers cannot be combined");
+    return t->coordinate_set();
+  }
+  if (const auto* key = std::get_if<CoordinateMapKey>(&v)) {
+    check(x.manager()->owns(*key), op, "coordinates", key->str(), " was not issued by x's manager (",
+          x.key().manager_id, ")");
+    auto set = x.manager()->find(*key);
+    check(set != nullptr, op, "coordinates", key->str(), " refers to coordinates that no longer exist");
+    return set;
+  }
+  const Array& coords = std::get<Array>(v);
+  try {
+    // Registering through the user-facing constructor applies every coordinate check.
+    const SparseTensor t = SparseTensor::from_coords(
+        coords, Array::empty(Shape{coords.defined() ? coords.dim(0) : 0, 0}, DType::f32, coords.device()),
+        SparseTensorOptions{.stride = stride, .manager = x.manager()});
+    return t.coordinate_set();
+  } catch (const ValueError& e) {
+    throw ValueError(lattice::detail::concat("[", op, "] argument 'coordinates': ", e.what()));
+  } catch (const TypeError& e) {
+    throw TypeError(lattice::detail::concat("[", op, "] argument 'coordinates': ", e.what()));
+  }
+}
+
+// Route selection on the CPU (SPEC §11): fused GPU routes are not available
+// here, so their requests fall back to the general gather-GEMM-scatter route.
+ConvRoute select_cpu_route(ConvRoute requested) {
+  if (requested == ConvRoute::fetch_on_demand) return requested;
+  return ConvRoute::gather_gemm_scatter;
+}
+
+void record(const char* op, ConvRoute route, std::int64_t rows_in, std::int64_t rows_out, std::int64_t edges,
+            std::int64_t cin, std::int64_t cout, double relation_ms, bool cached, double total_ms) {
+  OpRecord r;
+  r.op = op;
+  r.route = route_name(route);
+  r.rows_in = rows_in;
+  r.rows_out = rows_out;
+  r.edges = edges;
+  r.channels_in = cin;
+  r.channels_out = cout;
+  r.flops = 2.0 * static_cast<double>(edges) * static_cast<double>(cin) * static_cast<double>(cout);
+  r.relation_ms = relation_ms;
+  r.relation_cached = cached;
+  r.total_ms = total_ms;
+  trace_record(std::move(r));
+}
+
+SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
+                      const ConvCall& call) {
+  const detail::Stopwatch total;
+  const char* op = call.op;
+  detail::check_input(x, op);
+  validate_kernel_spec(call.spec, op);
+  const std::int64_t cin = x.channels();
+  const std::int64_t cout = detail::check_weight(weight, call.spec, cin, x.dtype(), x.device(), op);
+  detail::check_vector(bias, cout, x.dtype(), x.device(), op, "bias");
+  check<DeviceError>(x.device().is_cpu(), op, "x", "features on ", x.device().str(),
+                     " need the CUDA backend, which this build does not have");
+
+  const bool has_target = call.target != nullptr && call.target->has_value();
+  // Pointwise without a target is a plain feature matrix product on the same identity.
+  if (call.kind == RelationKind::forward && call.spec.is_pointwise() && !has_target &&
+      (call.route == ConvRoute::automatic || call.route == ConvRoute::pointwise_matmul)) {
+    const std::int64_t rows = x.rows();
+    Array out = Array::empty(Shape{x.capacity(), cout}, x.dtype(), x.device());
+    cpu::conv_pointwise(x.feats(), rows, detail::kernel_major(weight), bias, out);
+    if (tracing()) record(op, ConvRoute::pointwise_matmul, rows, rows, rows, cin, cout, 0, true, total.ms());
+    return x.replace_feats(std::move(out));
+  }
+
+  RelationKind kind = call.kind;
+  std::shared_ptr<const CoordinateSet> target;
+  if (has_target) {
+    kind = is_transposed_kind(kind) ? RelationKind::target_transposed : RelationKind::target;
+    const Int3 out_stride = lattice::detail::output_stride(kind, x.stride(), call.spec.stride, op);
+    target = resolve_target(x, *call.target, out_stride, op);
+  }
+
+  const detail::Stopwatch relation_clock;
+  bool cached = false;
+  auto rel = x.manager()->relation(x.coordinate_set(), kind, call.spec, target, op, &cached);
+  const double relation_ms = relation_clock.ms();
+
+  const auto output = rel->output();
+  Array out = Array::empty(Shape{output->capacity(), cout}, x.dtype(), x.device());
+  const ConvRoute route = select_cpu_route(call.route);
+  cpu::conv_relation(*rel, x.feats(), detail::kernel_major(weight), bias, out, route);
+  if (tracing()) {
+    record(op, route, x.rows(), output->rows(), rel->num_edges(), cin, cout, relation_ms, cached, total.ms());
+  }
+  return SparseTensor(output, x.manager(), std::move(out));
+}
+
+}  // namespace
+
+SparseTensor conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
+                    const Conv3dParams& params) {
+  const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
+  return run_conv(x, weight, bias, {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route});
+}
+
+SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
+                         const SubmConv3dParams& params) {
+  const Int3 k = params.kernel_size;
+  check(k.x % 2 == 1 && k.y % 2 == 1 && k.z % 2 == 1, "subm_conv3d", "kernel_size",
+        "must be odd on every axis, got ", k.str());
+  const KernelSpec spec{k, Int3{1}, Int3{0}, params.dilation};
+  return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route});
+}
+
+SparseTensor conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
+                              const ConvTranspose3dParams& params) {
+  const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
+  return run_conv(x, weight, bias,
+                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route});
+}
+
+SparseTensor generative_conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
+                                         const GenerativeConvTranspose3dParams& params) {
+  const KernelSpec spec{params.kernel_size, params.stride, Int3{0}, Int3{1}};
+  return run_conv(x, weight, bias,
+                  {"generative_conv_transpose3d", RelationKind::generative, spec, &params.coordinates, params.route});
+}
+
+}  // namespace lattice::ops

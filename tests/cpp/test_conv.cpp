@@ -1,0 +1,224 @@
+// Every convolution kind against the dense float64 reference
+// (support/dense_reference), per element and per case, on random inputs.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "lattice/ops/conv.hpp"
+#include "support/test_support.hpp"
+
+namespace lattice::testing {
+namespace {
+
+enum class Layout { kernel_major, dense_5d, pointwise };
+
+struct ConvCase {
+  RefKind kind;
+  int cin, cout;
+  I3 size, stride, padding, dilation;
+  int batches;
+  DType dtype;
+  ops::ConvRoute route;
+  Layout layout;
+  bool bias;
+  I3 in_stride;
+  std::uint64_t seed;
+};
+
+std::string kind_name(RefKind k) {
+  switch (k) {
+    case RefKind::forward: return "forward";
+    case RefKind::target: return "target";
+    case RefKind::submanifold: return "subm";
+    case RefKind::transposed: return "transposed";
+    case RefKind::target_transposed: return "target_transposed";
+    case RefKind::generative: return "generative";
+  }
+  return "?";
+}
+
+std::string i3(const I3& v) {
+  std::ostringstream os;
+  os << v[0] << "x" << v[1] << "x" << v[2];
+  return os.str();
+}
+
+std::string describe(const ConvCase& c) {
+  std::ostringstream os;
+  os << kind_name(c.kind) << "_c" << c.cin << "_" << c.cout << "_k" << i3(c.size) << "_s" << i3(c.stride) << "_p"
+     << i3(c.padding) << "_d" << i3(c.dilation) << "_b" << c.batches << "_" << dtype_name(c.dtype) << "_"
+     << ops::route_name(c.route) << (c.layout == Layout::dense_5d ? "_dense5d" : "") << (c.bias ? "_bias" : "")
+     << "_in" << i3(c.in_stride);
+  return os.str();
+}
+
+// A structured sweep: each value of every axis of the test matrix appears
+// for every kind, combined by cycling with coprime periods.
+std::vector<ConvCase> make_cases() {
+  const std::vector<std::pair<int, int>> channels{{1, 1}, {3, 16}, {16, 33}, {33, 3}, {16, 16}};
+  const std::vector<I3> sizes{{1, 1, 1}, {2, 2, 2}, {3, 3, 3}, {5, 5, 5}, {3, 1, 3}};
+  const std::vector<I3> odd_sizes{{1, 1, 1}, {3, 3, 3}, {5, 5, 5}, {3, 1, 3}};
+  const std::vector<I3> strides{{1, 1, 1}, {2, 2, 2}, {2, 1, 2}};
+  const std::vector<DType> dtypes{DType::f32, DType::f16, DType::f32, DType::f64, DType::bf16, DType::f16};
+  std::vector<ConvCase> out;
+  const std::vector<RefKind> kinds{RefKind::forward,    RefKind::target,            RefKind::submanifold,
+                                   RefKind::transposed, RefKind::target_transposed, RefKind::generative};
+  for (RefKind kind : kinds) {
+    const bool transposed = kind == RefKind::transposed || kind == RefKind::target_transposed ||
+                            kind == RefKind::generative;
+    for (int i = 0; i < 30; ++i) {
+      ConvCase c{};
+      c.kind = kind;
+      c.cin = channels[static_cast<std::size_t>(i) % channels.size()].first;
+      c.cout = channels[static_cast<std::size_t>(i) % channels.size()].second;
+      if (kind == RefKind::submanifold) {
+        c.size = odd_sizes[static_cast<std::size_t>(i) % odd_sizes.size()];
+        c.stride = {1, 1, 1};
+      } else {
+        c.size = sizes[static_cast<std::size_t>(i) % sizes.size()];
+        c.stride = strides[static_cast<std::size_t>(i / 2) % strides.size()];
+      }
+      const bool padded = kind != RefKind::submanifold && kind != RefKind::generative && i % 3 == 1;
+      c.padding = padded ? I3{1, 1, 1} : I3{0, 0, 0};
+      c.dilation = (kind != RefKind::generative && i % 7 == 3) ? I3{2, 2, 2} : I3{1, 1, 1};
+      c.batches = i % 2 == 0 ? 1 : 3;
+      c.dtype = dtypes[static_cast<std::size_t>(i) % dtypes.size()];
+      c.route = i % 4 == 2 ? ops::ConvRoute::fetch_on_demand : ops::ConvRoute::gather_gemm_scatter;
+      c.layout = i % 5 == 4 ? Layout::dense_5d : Layout::kernel_major;
+      c.bias = i % 3 != 0;
+      // Transposed kinds need an input stride the kernel stride divides.
+      c.in_stride = transposed ? I3{c.stride[0] * (i % 4 == 1 ? 2 : 1), c.stride[1] * (i % 4 == 1 ? 2 : 1),
+                                    c.stride[2] * (i % 4 == 1 ? 2 : 1)}
+                               : (i % 5 == 3 ? I3{2, 2, 2} : I3{1, 1, 1});
+      c.seed = 1000u + static_cast<std::uint64_t>(out.size());
+      out.push_back(c);
+    }
+  }
+  // The pointwise layout (C_out, C_in) on a 1x1x1 kernel, with and without a target.
+  out.push_back({RefKind::forward, 16, 33, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 3, DType::f32,
+                 ops::ConvRoute::automatic, Layout::pointwise, true, {1, 1, 1}, 77});
+  out.push_back({RefKind::forward, 3, 16, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1, DType::f16,
+                 ops::ConvRoute::gather_gemm_scatter, Layout::pointwise, false, {2, 2, 2}, 78});
+  out.push_back({RefKind::target, 16, 16, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}, 1, DType::f32,
+                 ops::ConvRoute::automatic, Layout::pointwise, true, {1, 1, 1}, 79});
+  return out;
+}
+
+I3 out_stride_of(const ConvCase& c) {
+  switch (c.kind) {
+    case RefKind::submanifold: return c.in_stride;
+    case RefKind::forward:
+    case RefKind::target: return {c.in_stride[0] * c.stride[0], c.in_stride[1] * c.stride[1], c.in_stride[2] * c.stride[2]};
+    default: return {c.in_stride[0] / c.stride[0], c.in_stride[1] / c.stride[1], c.in_stride[2] / c.stride[2]};
+  }
+}
+
+class ConvAgainstDense : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvAgainstDense, MatchesDenseReferencePerElement) {
+  const ConvCase c = GetParam();
+  Rng rng(c.seed);
+  const std::vector<Coord> in_coords = random_coords(rng, c.batches, -4, 3, c.in_stride, 0.3);
+  const auto n = static_cast<std::int64_t>(in_coords.size());
+  const RefSpec spec{c.size, c.stride, c.padding, c.dilation};
+  const std::int64_t volume = std::int64_t{c.size[0]} * c.size[1] * c.size[2];
+
+  // Inputs are drawn in float64 and rounded to the storage dtype; the
+  // reference computes on the rounded values.
+  const Array feats = make_array(random_values(rng, static_cast<std::size_t>(n * c.cin)), Shape{n, c.cin}, c.dtype);
+  const Array w_km =
+      make_array(random_values(rng, static_cast<std::size_t>(volume * c.cin * c.cout)), Shape{volume, c.cin, c.cout}, c.dtype);
+  const std::vector<double> w_ref = to_doubles(w_km);
+  Array weight = w_km;
+  if (c.layout == Layout::dense_5d) {
+    // (K, C_in, C_out) -> (C_out, Kx, Ky, Kz, C_in)
+    std::vector<double> dense(w_ref.size());
+    for (std::int64_t k = 0; k < volume; ++k)
+      for (int ci = 0; ci < c.cin; ++ci)
+        for (int co = 0; co < c.cout; ++co)
+          dense[static_cast<std::size_t>((co * volume + k) * c.cin + ci)] =
+              w_ref[static_cast<std::size_t>((k * c.cin + ci) * c.cout + co)];
+    weight = make_array(dense, Shape{c.cout, c.size[0], c.size[1], c.size[2], c.cin}, c.dtype);
+  } else if (c.layout == Layout::pointwise) {
+    std::vector<double> pw(w_ref.size());
+    for (int ci = 0; ci < c.cin; ++ci)
+      for (int co = 0; co < c.cout; ++co)
+        pw[static_cast<std::size_t>(co * c.cin + ci)] = w_ref[static_cast<std::size_t>(ci * c.cout + co)];
+    weight = make_array(pw, Shape{c.cout, c.cin}, c.dtype);
+  }
+  std::optional<Array> bias;
+  std::vector<double> bias_ref;
+  if (c.bias) {
+    bias = make_array(random_values(rng, static_cast<std::size_t>(c.cout)), Shape{c.cout}, c.dtype);
+    bias_ref = to_doubles(*bias);
+  }
+
+  auto manager = CoordinateManager::create();
+  const SparseTensor x =
+      SparseTensor::from_coords(coords_array(in_coords), feats, {.stride = {c.in_stride[0], c.in_stride[1], c.in_stride[2]}, .manager = manager});
+  const I3 out_stride = out_stride_of(c);
+
+  // Target supports: part of the natural support plus sites no edge reaches.
+  std::vector<Coord> target;
+  const bool has_target = c.kind == RefKind::target || c.kind == RefKind::target_transposed;
+  if (has_target) {
+    const RefKind natural = c.kind == RefKind::target ? RefKind::forward : RefKind::transposed;
+    for (const Coord& t : ref_support(natural, in_coords, c.in_stride, spec, nullptr)) {
+      if (rng.uniform(0, 1) < 0.8) target.push_back(t);
+    }
+    std::set<Coord> have(target.begin(), target.end());
+    for (int extra = 0; extra < 6; ++extra) {
+      const Coord t{0, static_cast<int>(rng.integer(-12, 12)) * out_stride[0],
+                    static_cast<int>(rng.integer(-12, 12)) * out_stride[1],
+                    static_cast<int>(rng.integer(-12, 12)) * out_stride[2]};
+      if (have.insert(t).second) target.push_back(t);
+    }
+  }
+  const Int3 size{c.size[0], c.size[1], c.size[2]}, stride{c.stride[0], c.stride[1], c.stride[2]},
+      padding{c.padding[0], c.padding[1], c.padding[2]}, dilation{c.dilation[0], c.dilation[1], c.dilation[2]};
+  SparseTensor y;
+  switch (c.kind) {
+    case RefKind::forward:
+      y = ops::conv3d(x, weight, bias, {size, stride, padding, dilation, {}, c.route});
+      break;
+    case RefKind::target:
+      y = ops::conv3d(x, weight, bias, {size, stride, padding, dilation, coords_array(target), c.route});
+      break;
+    case RefKind::submanifold: y = ops::subm_conv3d(x, weight, bias, {size, dilation, c.route}); break;
+    case RefKind::transposed:
+      y = ops::conv_transpose3d(x, weight, bias, {size, stride, padding, dilation, {}, c.route});
+      break;
+    case RefKind::target_transposed:
+      y = ops::conv_transpose3d(x, weight, bias, {size, stride, padding, dilation, coords_array(target), c.route});
+      break;
+    case RefKind::generative:
+      y = ops::generative_conv_transpose3d(x, weight, bias, {size, stride, {}, c.route});
+      break;
+  }
+
+  // Output support and its order follow the SPEC rules exactly.
+  const std::vector<Coord> expect_support = ref_support(c.kind, in_coords, c.in_stride, spec, has_target ? &target : nullptr);
+  const std::vector<Coord> got_support = coords_from_array(y.coords(), y.rows());
+  ASSERT_EQ(got_support, expect_support) << describe(c);
+  EXPECT_EQ(y.stride(), (Int3{out_stride[0], out_stride[1], out_stride[2]})) << describe(c);
+  EXPECT_EQ(y.dtype(), c.dtype);
+  EXPECT_EQ(y.channels(), c.cout);
+  if (c.kind == RefKind::submanifold || (c.kind == RefKind::forward && c.stride == I3{1, 1, 1})) {
+    EXPECT_EQ(y.key(), x.key()) << "the output must reuse the input identity";
+  }
+
+  const RefConvResult ref = ref_conv(c.kind, in_coords, c.in_stride, to_doubles(feats), c.cin, w_ref, c.cout,
+                                     bias_ref, spec, expect_support, out_stride);
+  const std::vector<double> got = to_doubles(y.feats().rows(0, y.rows()));
+  const std::string report = compare_elements(got, ref.values, ref.magnitude, tolerance_for(c.dtype),
+                                              static_cast<std::size_t>(c.cout));
+  EXPECT_TRUE(report.empty()) << describe(c) << "\n" << report;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllKinds, ConvAgainstDense, ::testing::ValuesIn(make_cases()),
+                         [](const ::testing::TestParamInfo<ConvCase>& info) {
+                           return std::to_string(info.index) + "_" + describe(info.param);
+                         });
+
+}  // namespace
+}  // namespace lattice::testing
