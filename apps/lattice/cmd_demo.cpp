@@ -133,12 +133,9 @@ int cmd_demo(const std::vector<std::string>& argv) {
     row.total_ms += r.total_ms;
     row.relation_ms += r.relation_ms;
     const bool is_conv = r.flops > 0;
-    if (is_conv && !row.has_conv) {
-      row.conv = r;
-      row.has_conv = true;
-    } else if (!row.has_conv) {
-      row.conv = r;
-    }
+    // The layer's row shows its convolution, or else its first op.
+    if (inserted || (is_conv && !row.has_conv)) row.conv = r;
+    row.has_conv = row.has_conv || is_conv;
     conv_flops += r.flops;
     relation_ms += r.relation_ms;
     (is_conv ? conv_ms : other_ms) += is_conv ? r.total_ms - r.relation_ms : r.total_ms;

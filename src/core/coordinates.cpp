@@ -180,7 +180,19 @@ std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_pt
     ++impl_->stats.hits;
     return entry->relation;
   }
-  auto rel = detail::build_relation(*this, input, kind, key.spec, target, op);
+  std::shared_ptr<const Relation> rel;
+  try {
+    rel = detail::build_relation(*this, input, kind, key.spec, target, op);
+  } catch (...) {
+    // A failed build leaves no trace in the cache (errors change no state).
+    std::lock_guard lock(impl_->mutex);
+    auto it = impl_->cache.find(key);
+    if (it != impl_->cache.end() && it->second == entry) {
+      impl_->lru.erase(entry->lru_pos);
+      impl_->cache.erase(it);
+    }
+    throw;
+  }
   entry->relation = rel;
   std::lock_guard lock(impl_->mutex);
   ++impl_->stats.misses;

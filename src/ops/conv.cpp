@@ -112,12 +112,11 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
   }
 
   RelationKind kind = call.kind;
+  if (has_target) kind = is_transposed_kind(kind) ? RelationKind::target_transposed : RelationKind::target;
+  // Stride rules are checked here, before any coordinates are registered.
+  const Int3 out_stride = lattice::detail::output_stride(kind, x.stride(), call.spec.stride, op);
   std::shared_ptr<const CoordinateSet> target;
-  if (has_target) {
-    kind = is_transposed_kind(kind) ? RelationKind::target_transposed : RelationKind::target;
-    const Int3 out_stride = lattice::detail::output_stride(kind, x.stride(), call.spec.stride, op);
-    target = resolve_target(x, *call.target, out_stride, op);
-  }
+  if (has_target) target = resolve_target(x, *call.target, out_stride, op);
 
   const detail::Stopwatch relation_clock;
   bool cached = false;
