@@ -145,7 +145,9 @@ int cmd_demo(const std::vector<std::string>& argv) {
     const LayerRow& row = layers[name];
     const OpRecord& c = row.conv;
     const double gflops = row.total_ms > 0 ? c.flops / (row.total_ms * 1e6) : 0;
-    table.add({name, c.op + (c.channels_in ? " " + std::to_string(c.channels_in) + "->" + std::to_string(c.channels_out) : ""),
+    std::string op = c.op;
+    if (c.channels_in) op.append(" ").append(std::to_string(c.channels_in)).append("->").append(std::to_string(c.channels_out));
+    table.add({name, op,
                grouped(c.rows_in), grouped(c.rows_out), row.has_conv ? grouped(c.edges) : "",
                row.has_conv ? si(c.flops) : "", row.has_conv ? fixed(row.relation_ms, 2) : "", fixed(row.total_ms, 2),
                row.has_conv ? fixed(gflops, 1) : "", c.route});

@@ -53,9 +53,11 @@ std::shared_ptr<const CoordinateSet> resolve_target(const SparseTensor& x, const
   const Array& coords = std::get<Array>(v);
   try {
     // Registering through the user-facing constructor applies every coordinate check.
+    SparseTensorOptions options;
+    options.stride = stride;
+    options.manager = x.manager();
     const SparseTensor t = SparseTensor::from_coords(
-        coords, Array::empty(Shape{coords.defined() ? coords.dim(0) : 0, 0}, DType::f32, coords.device()),
-        SparseTensorOptions{.stride = stride, .manager = x.manager()});
+        coords, Array::empty(Shape{coords.defined() ? coords.dim(0) : 0, 0}, DType::f32, coords.device()), options);
     return t.coordinate_set();
   } catch (const ValueError& e) {
     throw ValueError(lattice::detail::concat("[", op, "] argument 'coordinates': ", e.what()));

@@ -47,7 +47,7 @@ Array read_kitti_labels(const std::filesystem::path& path, std::int64_t expected
 // gives name_0, name_1, ...; PCL's "_" padding is dropped; a packed 4-byte
 // "rgb" gives "r", "g", "b" (and "rgba" also "a") as 0..255. An integer field
 // "label" also fills `labels`. As in PCL, bytes after a binary payload are
-// ignored; ascii data must hold exactly POINTS lines.
+// ignored; ascii data must hold exactly POINTS non-empty lines.
 PointCloud read_pcd(const std::filesystem::path& path);
 // PLY ascii / binary_little_endian / binary_big_endian. The "vertex" element
 // must have scalar x, y, z; its other scalar properties become float32 fields
@@ -62,7 +62,8 @@ PointCloud read_point_cloud(const std::filesystem::path& path);
 // A copy of `cloud` without the points whose x, y or z is NaN or infinite;
 // fields and labels are filtered the same way. The input is not modified and
 // the result shares no memory with it. Arrays are returned on the CPU. Throws
-// ValueError if a field or the labels do not have one row per point.
+// TypeError unless positions are float32, ValueError unless they are (N, 3)
+// and every field and the labels have N rows.
 PointCloud drop_non_finite(const PointCloud& cloud);
 
 }  // namespace lattice::io

@@ -42,7 +42,7 @@ class CoordHashTable {
 // (physical / stride) of the active rows.
 class CpuCoordIndex final : public detail::CoordIndex {
  public:
-  explicit CpuCoordIndex(CoordHashTable table) : table(std::move(table)) {}
+  explicit CpuCoordIndex(CoordHashTable t) : table(std::move(t)) {}
   CoordHashTable table;
 };
 
