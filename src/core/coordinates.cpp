@@ -170,7 +170,6 @@ std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_pt
       impl_->lru.push_front(key);
       entry->lru_pos = impl_->lru.begin();
       impl_->cache.emplace(key, entry);
-      impl_->evict_locked();
     }
   }
   std::lock_guard build_lock(entry->build_mutex);
@@ -196,6 +195,7 @@ std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_pt
   entry->relation = rel;
   std::lock_guard lock(impl_->mutex);
   ++impl_->stats.misses;
+  impl_->evict_locked();  // only after a successful build: a failed call evicts nothing
   return rel;
 }
 

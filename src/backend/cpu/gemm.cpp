@@ -3,9 +3,12 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/cpu/api.hpp"
 
-#if defined(LATTICE_GEMM_ONEDNN)
+#if defined(LATTICE_HAVE_ONEDNN)
 #include <dnnl.h>
 #endif
 
@@ -20,17 +23,43 @@ void openblas_set_num_threads(int num_threads);
 
 namespace lattice::cpu {
 
+namespace {
+
+enum class Library { openblas, onednn };
+
+// The float32 GEMM library: the build's default (LATTICE_CPU_BLAS), or
+// $LATTICE_CPU_GEMM=openblas|onednn, read once.
+Library float_library() {
+  static const Library lib = [] {
+#if defined(LATTICE_HAVE_ONEDNN)
+    if (const char* env = std::getenv("LATTICE_CPU_GEMM")) {
+      if (std::strcmp(env, "openblas") == 0) return Library::openblas;
+      if (std::strcmp(env, "onednn") == 0) return Library::onednn;
+    }
+#if defined(LATTICE_GEMM_DEFAULT_ONEDNN)
+    return Library::onednn;
+#endif
+#endif
+    return Library::openblas;
+  }();
+  return lib;
+}
+
+}  // namespace
+
 void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t lda, const float* b,
           std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
   if (m == 0 || n == 0) return;
-#if defined(LATTICE_GEMM_ONEDNN)
-  const dnnl_status_t st = dnnl_sgemm('N', 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-  if (st != dnnl_success) throw Error(detail::concat("[gemm] dnnl_sgemm failed with status ", static_cast<int>(st)));
-#else
+#if defined(LATTICE_HAVE_ONEDNN)
+  if (float_library() == Library::onednn) {
+    const dnnl_status_t st = dnnl_sgemm('N', 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    if (st != dnnl_success) throw Error(detail::concat("[gemm] dnnl_sgemm failed with status ", static_cast<int>(st)));
+    return;
+  }
+#endif
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
               static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
               static_cast<blasint>(ldc));
-#endif
 }
 
 void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const double* a, std::int64_t lda, const double* b,
@@ -46,12 +75,13 @@ std::string gemm_library() {
   std::string openblas = detail::concat(openblas_get_config(), " (",
                                         parallel == 2 ? "openmp" : (parallel == 1 ? "pthreads" : "serial"),
                                         ", core ", openblas_get_corename(), ")");
-#if defined(LATTICE_GEMM_ONEDNN)
-  const dnnl_version_t* v = dnnl_version();
-  return detail::concat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (float64: ", openblas, ")");
-#else
-  return openblas;
+#if defined(LATTICE_HAVE_ONEDNN)
+  if (float_library() == Library::onednn) {
+    const dnnl_version_t* v = dnnl_version();
+    return detail::concat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (float64: ", openblas, ")");
+  }
 #endif
+  return openblas;
 }
 
 std::string blas_name() { return gemm_library(); }
