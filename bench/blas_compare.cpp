@@ -4,9 +4,6 @@
 // writes JSON when given a path. Results: docs/cpu-blas.md.
 //
 //   bench_blas [--json out.json] [--threads N]
-#include <cblas.h>
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +11,9 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <cblas.h>
+#include <omp.h>
 
 #if defined(LATTICE_BENCH_ONEDNN)
 #include <dnnl.h>
@@ -46,17 +46,19 @@ int main(int argc, char** argv) {
   const char* json_path = nullptr;
   int threads = omp_get_max_threads();
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc)
+      json_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
   }
   omp_set_num_threads(threads);
   openblas_set_num_threads(threads);
 
   // Per-offset rows at full resolution are ~3k-30k (SemanticKITTI at 0.05 m:
   // 284k subm k3 edges over 27 offsets, 94k on the centre offset).
-  const std::vector<Shape> shapes = {{94444, 4, 32},   {94444, 32, 32},  {10000, 32, 32},  {3000, 32, 32},
-                                     {30000, 64, 64},  {10000, 64, 64},  {20000, 128, 128}, {5000, 128, 128},
-                                     {10000, 256, 256}, {3000, 256, 256}, {30000, 128, 96}, {10000, 96, 96}};
+  const std::vector<Shape> shapes = {{94444, 4, 32},    {94444, 32, 32},  {10000, 32, 32},   {3000, 32, 32},
+                                     {30000, 64, 64},   {10000, 64, 64},  {20000, 128, 128}, {5000, 128, 128},
+                                     {10000, 256, 256}, {3000, 256, 256}, {30000, 128, 96},  {10000, 96, 96}};
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> dist(-1, 1);
   std::FILE* json = json_path ? std::fopen(json_path, "w") : nullptr;
@@ -80,8 +82,8 @@ int main(int argc, char** argv) {
         reps);
     double t_dn = 0;
 #if defined(LATTICE_BENCH_ONEDNN)
-    t_dn = median_ms([&] { dnnl_sgemm('N', 'N', s.m, s.n, s.k, 1.0f, a.data(), s.k, b.data(), s.n, 0.0f, c.data(), s.n); },
-                     reps);
+    t_dn = median_ms(
+        [&] { dnnl_sgemm('N', 'N', s.m, s.n, s.k, 1.0f, a.data(), s.k, b.data(), s.n, 0.0f, c.data(), s.n); }, reps);
 #endif
     const double g_ob = flops / (t_ob * 1e6), g_dn = t_dn > 0 ? flops / (t_dn * 1e6) : 0;
     sum_ob += g_ob;
@@ -90,7 +92,8 @@ int main(int argc, char** argv) {
     std::snprintf(name, sizeof name, "%ldx%ldx%ld", s.m, s.k, s.n);
     std::printf("%-18s %14.1f %14.1f %8.2f\n", name, g_ob, g_dn, g_dn > 0 ? g_ob / g_dn : 0.0);
     if (json) {
-      std::fprintf(json, "  {\"m\": %ld, \"k\": %ld, \"n\": %ld, \"openblas_gflops\": %.2f, \"onednn_gflops\": %.2f}%s\n",
+      std::fprintf(json,
+                   "  {\"m\": %ld, \"k\": %ld, \"n\": %ld, \"openblas_gflops\": %.2f, \"onednn_gflops\": %.2f}%s\n",
                    s.m, s.k, s.n, g_ob, g_dn, si + 1 < shapes.size() ? "," : "");
     }
   }

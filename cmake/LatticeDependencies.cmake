@@ -55,12 +55,22 @@ lattice_find_openblas()
 # oneDNN is optional: used as the CPU GEMM when LATTICE_CPU_BLAS=onednn, and by
 # bench/blas_compare to measure it against OpenBLAS.
 find_package(dnnl CONFIG QUIET)
+if(NOT LATTICE_CPU_BLAS MATCHES "^(auto|openblas|onednn)$")
+  message(FATAL_ERROR "LATTICE_CPU_BLAS must be auto, openblas or onednn, got '${LATTICE_CPU_BLAS}'")
+endif()
 if(LATTICE_CPU_BLAS STREQUAL "onednn" AND NOT dnnl_FOUND)
   message(FATAL_ERROR "LATTICE_CPU_BLAS=onednn but oneDNN was not found (install libdnnl-dev)")
 endif()
-if(NOT LATTICE_CPU_BLAS MATCHES "^(openblas|onednn)$")
-  message(FATAL_ERROR "LATTICE_CPU_BLAS must be openblas or onednn, got '${LATTICE_CPU_BLAS}'")
+if(LATTICE_CPU_BLAS STREQUAL "auto")
+  if(dnnl_FOUND)
+    set(LATTICE_CPU_BLAS_EFFECTIVE onednn)
+  else()
+    set(LATTICE_CPU_BLAS_EFFECTIVE openblas)
+  endif()
+else()
+  set(LATTICE_CPU_BLAS_EFFECTIVE ${LATTICE_CPU_BLAS})
 endif()
+message(STATUS "lattice: float32 CPU GEMM ${LATTICE_CPU_BLAS_EFFECTIVE}")
 
 # GoogleTest: the installed package, or its sources (Debian's googletest
 # package ships them in /usr/src/googletest) built alongside.

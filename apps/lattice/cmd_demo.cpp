@@ -75,10 +75,8 @@ struct LayerRow {
 }  // namespace
 
 int cmd_demo(const std::vector<std::string>& argv) {
-  const Args args(argv,
-                  {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps",
-                   "runs"},
-                  {});
+  const Args args(
+      argv, {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps", "runs"}, {});
   if (auto t = args.value("threads")) set_cpu_threads(static_cast<int>(args.int_or("threads", 0)));
   const double voxel_size = args.double_or("voxel-size", 0.05);
   const DType dtype = parse_dtype(args.string_or("dtype", "float32"));
@@ -87,15 +85,14 @@ int cmd_demo(const std::vector<std::string>& argv) {
 
   const auto t_load = std::chrono::steady_clock::now();
   Input input = load_input(args);
-  const double load_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load).count();
+  const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load).count();
   check(input.cloud.size() > 0, "lattice demo", "FILE", "the scan has no points");
 
   // A fresh manager: the first forward pass builds every relation (end to end).
   auto manager = CoordinateManager::create();
   TraceSession voxel_trace;
-  ops::Voxelized vox = ops::voxelize(input.cloud.positions, point_features(input.cloud),
-                                     {.voxel_size = voxel_size, .manager = manager});
+  ops::Voxelized vox =
+      ops::voxelize(input.cloud.positions, point_features(input.cloud), {.voxel_size = voxel_size, .manager = manager});
   const double voxelize_ms = voxel_trace.records().back().total_ms;
   SparseTensor x = vox.tensor.replace_feats(vox.tensor.feats().astype(dtype));
 
@@ -106,8 +103,8 @@ int cmd_demo(const std::vector<std::string>& argv) {
   const BackendInfo info = backend_info();
   std::printf("lattice %s demo\n", info.version.c_str());
   std::printf("input:      %s, read in %.1f ms\n", input.description.c_str(), load_ms);
-  std::printf("voxelize:   %s voxels at %.3g m (mean of x, y, z, intensity) in %.1f ms\n",
-              grouped(x.rows()).c_str(), voxel_size, voxelize_ms);
+  std::printf("voxelize:   %s voxels at %.3g m (mean of x, y, z, intensity) in %.1f ms\n", grouped(x.rows()).c_str(),
+              voxel_size, voxelize_ms);
   std::printf("model:      MinkUNet width %d, %s parameters, %s, seeded untrained weights, batch-statistics BN\n",
               config.width, grouped(model.num_parameters()).c_str(), std::string(dtype_name(dtype)).c_str());
   std::printf("device:     cpu, %d threads, %s\n\n", info.cpu_threads, info.blas.c_str());
@@ -146,9 +143,9 @@ int cmd_demo(const std::vector<std::string>& argv) {
     const OpRecord& c = row.conv;
     const double gflops = row.total_ms > 0 ? c.flops / (row.total_ms * 1e6) : 0;
     std::string op = c.op;
-    if (c.channels_in) op.append(" ").append(std::to_string(c.channels_in)).append("->").append(std::to_string(c.channels_out));
-    table.add({name, op,
-               grouped(c.rows_in), grouped(c.rows_out), row.has_conv ? grouped(c.edges) : "",
+    if (c.channels_in)
+      op.append(" ").append(std::to_string(c.channels_in)).append("->").append(std::to_string(c.channels_out));
+    table.add({name, op, grouped(c.rows_in), grouped(c.rows_out), row.has_conv ? grouped(c.edges) : "",
                row.has_conv ? si(c.flops) : "", row.has_conv ? fixed(row.relation_ms, 2) : "", fixed(row.total_ms, 2),
                row.has_conv ? fixed(gflops, 1) : "", c.route});
   }
@@ -156,10 +153,21 @@ int cmd_demo(const std::vector<std::string>& argv) {
   table.add({"total", "", grouped(x.rows()), grouped(logits.rows()), "", si(conv_flops), fixed(relation_ms, 1),
              fixed(end_to_end_ms, 1), fixed(conv_flops / (end_to_end_ms * 1e6), 1), ""});
   std::fputs(table.str().c_str(), stdout);
-  std::printf("\n(time ms: the layer's convolution, batch norm, ReLU and residual add; map ms: relation building,\n"
-              " included in time ms. The first pass builds every relation: end to end.)\n\n");
+  std::printf(
+      "\n(time ms: the layer's convolution, batch norm, ReLU and residual add; map ms: relation building,\n"
+      " included in time ms. The first pass builds every relation: end to end.)\n\n");
   std::printf("end to end (relations built):  %8.1f ms  = relations %.1f + convolutions %.1f + other ops %.1f\n",
               end_to_end_ms, relation_ms, conv_ms, other_ms);
+
+  // Where the time goes, by op.
+  std::map<std::string, std::pair<int, double>> by_op;
+  for (const OpRecord& r : records) {
+    by_op[r.op].first += 1;
+    by_op[r.op].second += r.total_ms;
+  }
+  std::printf("by op:     ");
+  for (const auto& [name, v] : by_op) std::printf(" %s %d x %.1f ms;", name.c_str(), v.first, v.second);
+  std::printf("\n");
 
   if (runs > 0) {
     double best = 1e300, sum = 0;

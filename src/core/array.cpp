@@ -10,7 +10,8 @@
 
 namespace lattice {
 
-Shape::Shape(std::initializer_list<std::int64_t> dims) : Shape(std::span<const std::int64_t>(dims.begin(), dims.size())) {}
+Shape::Shape(std::initializer_list<std::int64_t> dims)
+    : Shape(std::span<const std::int64_t>(dims.begin(), dims.size())) {}
 
 Shape::Shape(std::span<const std::int64_t> dims) {
   if (dims.size() > static_cast<std::size_t>(k_max_dims)) {
@@ -46,9 +47,7 @@ namespace {
 
 void free_host(void* ptr, std::size_t /*bytes*/, Device /*device*/) { std::free(ptr); }
 
-void free_cuda(void* ptr, std::size_t bytes, Device device) {
-  cuda::deallocate(ptr, bytes, device.index);
-}
+void free_cuda(void* ptr, std::size_t bytes, Device device) { cuda::deallocate(ptr, bytes, device.index); }
 
 }  // namespace
 
@@ -105,8 +104,8 @@ void* Array::raw() const {
 void Array::check_host_access(DType expected) const {
   if (!defined()) throw ValueError("[Array] access to an undefined array");
   if (expected != dtype_) {
-    throw TypeError(detail::concat("[Array] element type ", dtype_name(expected),
-                                   " requested from an array of ", dtype_name(dtype_)));
+    throw TypeError(detail::concat("[Array] element type ", dtype_name(expected), " requested from an array of ",
+                                   dtype_name(dtype_)));
   }
   if (!device().is_cpu()) {
     throw DeviceError(detail::concat("[Array] host access to an array on ", device().str(),
@@ -116,8 +115,8 @@ void Array::check_host_access(DType expected) const {
 
 Array Array::reshape(const Shape& shape) const {
   if (shape.numel() != numel()) {
-    throw ValueError(detail::concat("[Array::reshape] argument 'shape': ", shape.str(),
-                                    " does not hold the ", numel(), " elements of ", shape_.str()));
+    throw ValueError(detail::concat("[Array::reshape] argument 'shape': ", shape.str(), " does not hold the ", numel(),
+                                    " elements of ", shape_.str()));
   }
   return Array(buffer_, offset_, shape, dtype_);
 }
@@ -155,18 +154,25 @@ Array Array::astype(DType dtype) const {
 }
 
 std::int64_t Array::item_int() const {
-  if (numel() != 1) throw ValueError(detail::concat("[Array::item_int] array of shape ", shape_.str(), " is not one element"));
+  if (numel() != 1)
+    throw ValueError(detail::concat("[Array::item_int] array of shape ", shape_.str(), " is not one element"));
   switch (dtype_) {
-    case DType::i32: return to_vector<std::int32_t>()[0];
-    case DType::i64: return to_vector<std::int64_t>()[0];
-    case DType::u32: return to_vector<std::uint32_t>()[0];
-    case DType::u8: return to_vector<std::uint8_t>()[0];
-    default: throw TypeError(detail::concat("[Array::item_int] array of ", dtype_name(dtype_), " is not an integer"));
+    case DType::i32:
+      return to_vector<std::int32_t>()[0];
+    case DType::i64:
+      return to_vector<std::int64_t>()[0];
+    case DType::u32:
+      return to_vector<std::uint32_t>()[0];
+    case DType::u8:
+      return to_vector<std::uint8_t>()[0];
+    default:
+      throw TypeError(detail::concat("[Array::item_int] array of ", dtype_name(dtype_), " is not an integer"));
   }
 }
 
 double Array::item_double() const {
-  if (numel() != 1) throw ValueError(detail::concat("[Array::item_double] array of shape ", shape_.str(), " is not one element"));
+  if (numel() != 1)
+    throw ValueError(detail::concat("[Array::item_double] array of shape ", shape_.str(), " is not one element"));
   return astype(DType::f64).to_vector<double>()[0];
 }
 

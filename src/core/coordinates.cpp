@@ -150,11 +150,10 @@ std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_pt
   check(owns(input->key()), op, "input", "coordinates belong to manager ", input->key().manager_id,
         ", not to this manager (", id_, "); tensors from different managers cannot be combined");
   if (target) {
-    check(owns(target->key()), op, "coordinates", "target coordinates belong to manager ",
-          target->key().manager_id, ", not to the input's manager (", id_, ")");
+    check(owns(target->key()), op, "coordinates", "target coordinates belong to manager ", target->key().manager_id,
+          ", not to the input's manager (", id_, ")");
   }
-  const RelationCacheKey key{input->key().id, target ? target->key().id : 0, detail::normalized_spec(kind, spec),
-                             kind};
+  const RelationCacheKey key{input->key().id, target ? target->key().id : 0, detail::normalized_spec(kind, spec), kind};
   std::shared_ptr<Impl::Entry> entry;
   {
     std::lock_guard lock(impl_->mutex);
@@ -221,4 +220,3 @@ RelationCacheStats CoordinateManager::cache_stats() const {
 }
 
 }  // namespace lattice
-

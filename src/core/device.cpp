@@ -35,8 +35,8 @@ Device default_device() {
 void set_default_device(Device device) {
   if (device.is_cuda()) {
     const int n = cuda_device_count();
-    check<DeviceError>(device.index < n, "set_default_device", "device", device.str(),
-                       " is not available (", n, " CUDA devices visible)");
+    check<DeviceError>(device.index < n, "set_default_device", "device", device.str(), " is not available (", n,
+                       " CUDA devices visible)");
   }
   g_default_device_type.store(static_cast<int>(device.type));
   g_default_device_index.store(device.index);

@@ -40,8 +40,8 @@ void validate_kernel_spec(const KernelSpec& spec, const char* op) {
   for (int a = 0; a < 3; ++a) {
     check(spec.size[a] >= 1 && spec.size[a] <= 64, op, "kernel_size", "every entry must be in [1, 64] (got ",
           spec.size.str(), ")");
-    check(spec.stride[a] >= 1 && spec.stride[a] <= k_max_axis, op, "stride", "every entry must be in [1, ",
-          k_max_axis, "] (got ", spec.stride.str(), ")");
+    check(spec.stride[a] >= 1 && spec.stride[a] <= k_max_axis, op, "stride", "every entry must be in [1, ", k_max_axis,
+          "] (got ", spec.stride.str(), ")");
     check(spec.dilation[a] >= 1 && spec.dilation[a] <= k_max_axis, op, "dilation", "every entry must be in [1, ",
           k_max_axis, "] (got ", spec.dilation.str(), ")");
     check(spec.padding[a] >= 0 && spec.padding[a] <= k_max_axis, op, "padding", "every entry must be in [0, ",

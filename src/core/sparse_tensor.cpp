@@ -29,7 +29,8 @@ std::vector<std::int32_t> check_coordinate_values(const Array& host_coords, std:
             " (logical ", logical, " at stride ", stride[a], ") overflows the hash key range [", detail::k_axis_min,
             ", ", detail::k_axis_max, "]");
     }
-    if (static_cast<std::size_t>(r[0]) >= batch_counts.size()) batch_counts.resize(static_cast<std::size_t>(r[0]) + 1, 0);
+    if (static_cast<std::size_t>(r[0]) >= batch_counts.size())
+      batch_counts.resize(static_cast<std::size_t>(r[0]) + 1, 0);
     ++batch_counts[static_cast<std::size_t>(r[0])];
   }
   return batch_counts;
@@ -77,15 +78,17 @@ SparseTensor SparseTensor::from_coords(Array coords, Array feats, const SparseTe
   }
 
   auto manager = options.manager ? options.manager : CoordinateManager::default_manager();
-  auto set = manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), feats.device()), s,
-                             std::move(batch_counts), rows);
+  auto set =
+      manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), feats.device()),
+                      s, std::move(batch_counts), rows);
   if (options.check_unique) {
     if (set->device().is_cpu()) {
       cpu::coord_index(*set, k_op);  // throws on duplicates; the index is kept for later relations
     } else {
       // Device-resident coordinates: check on the host copy, keep nothing.
-      auto host_set = CoordinateSet(host_coords, Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), Device::cpu()),
-                                    s, std::nullopt, set->key(), rows);
+      auto host_set =
+          CoordinateSet(host_coords, Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), Device::cpu()), s,
+                        std::nullopt, set->key(), rows);
       cpu::coord_index(host_set, k_op);
     }
   }
@@ -105,7 +108,9 @@ SparseTensor::SparseTensor(std::shared_ptr<const CoordinateSet> coords, std::sha
                      " but the coordinates are on ", coords_->device().str());
 }
 
-SparseTensor SparseTensor::replace_feats(Array feats) const { return SparseTensor(coords_, manager_, std::move(feats)); }
+SparseTensor SparseTensor::replace_feats(Array feats) const {
+  return SparseTensor(coords_, manager_, std::move(feats));
+}
 
 SparseTensor SparseTensor::to(Device device) const {
   if (device == this->device()) return *this;

@@ -165,7 +165,8 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
       x = run.norm_relu(ops::conv3d(levels[s], st.resample.weight, std::nullopt, {.kernel_size = 2, .stride = 2}),
                         st.resample_norm);
     }
-    for (std::size_t b = 0; b < st.blocks.size(); ++b) x = run.block(x, st.blocks[b], name + ".block" + std::to_string(b + 1));
+    for (std::size_t b = 0; b < st.blocks.size(); ++b)
+      x = run.block(x, st.blocks[b], name + ".block" + std::to_string(b + 1));
     levels[s + 1] = x;
   }
   SparseTensor x = levels[4];
@@ -184,15 +185,16 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
       TraceLabel label(name + ".cat");
       x = ops::cat(x, skip);
     }
-    for (std::size_t b = 0; b < st.blocks.size(); ++b) x = run.block(x, st.blocks[b], name + ".block" + std::to_string(b + 1));
+    for (std::size_t b = 0; b < st.blocks.size(); ++b)
+      x = run.block(x, st.blocks[b], name + ".block" + std::to_string(b + 1));
   }
   TraceLabel label("head");
   return ops::conv3d(x, head_.weight, head_bias_, {.kernel_size = 1});
 }
 
 std::int64_t MinkUNet::num_parameters() const {
-  std::int64_t n = stem1_.weight.numel() + stem2_.weight.numel() + 4 * widths_[0] + head_.weight.numel() +
-                   head_bias_.numel();
+  std::int64_t n =
+      stem1_.weight.numel() + stem2_.weight.numel() + 4 * widths_[0] + head_.weight.numel() + head_bias_.numel();
   auto add_block = [&](const Block& b) {
     n += b.conv1.weight.numel() + b.conv2.weight.numel() + 2 * b.norm1.gamma.numel() + 2 * b.norm2.gamma.numel();
     if (b.has_shortcut) n += b.shortcut.weight.numel() + 2 * b.shortcut_norm.gamma.numel();

@@ -21,8 +21,7 @@ void check_vector(const std::optional<Array>& v, std::int64_t c, DType dtype, De
                   const char* arg) {
   if (!v) return;
   check(v->defined(), op, arg, "undefined array");
-  check<TypeError>(v->dtype() == dtype, op, arg, "dtype ", dtype_name(v->dtype()), " differs from ",
-                   dtype_name(dtype));
+  check<TypeError>(v->dtype() == dtype, op, arg, "dtype ", dtype_name(v->dtype()), " differs from ", dtype_name(dtype));
   check(v->ndim() == 1 && v->dim(0) == c, op, arg, "must have shape (", c, ",), got ", v->shape().str());
   check<DeviceError>(v->device() == device, op, arg, "is on ", v->device().str(), " but the features are on ",
                      device.str());

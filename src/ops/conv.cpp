@@ -13,12 +13,18 @@ namespace lattice::ops {
 
 std::string_view route_name(ConvRoute route) {
   switch (route) {
-    case ConvRoute::automatic: return "automatic";
-    case ConvRoute::pointwise_matmul: return "pointwise_matmul";
-    case ConvRoute::gather_gemm_scatter: return "gather_gemm_scatter";
-    case ConvRoute::implicit_gemm: return "implicit_gemm";
-    case ConvRoute::sorted_implicit_gemm: return "sorted_implicit_gemm";
-    case ConvRoute::fetch_on_demand: return "fetch_on_demand";
+    case ConvRoute::automatic:
+      return "automatic";
+    case ConvRoute::pointwise_matmul:
+      return "pointwise_matmul";
+    case ConvRoute::gather_gemm_scatter:
+      return "gather_gemm_scatter";
+    case ConvRoute::implicit_gemm:
+      return "implicit_gemm";
+    case ConvRoute::sorted_implicit_gemm:
+      return "sorted_implicit_gemm";
+    case ConvRoute::fetch_on_demand:
+      return "fetch_on_demand";
   }
   return "?";
 }
@@ -146,8 +152,8 @@ SparseTensor conv3d(const SparseTensor& x, const Array& weight, const std::optio
 SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                          const SubmConv3dParams& params) {
   const Int3 k = params.kernel_size;
-  check(k.x % 2 == 1 && k.y % 2 == 1 && k.z % 2 == 1, "subm_conv3d", "kernel_size",
-        "must be odd on every axis, got ", k.str());
+  check(k.x % 2 == 1 && k.y % 2 == 1 && k.z % 2 == 1, "subm_conv3d", "kernel_size", "must be odd on every axis, got ",
+        k.str());
   const KernelSpec spec{k, Int3{1}, Int3{0}, params.dilation};
   return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route});
 }

@@ -19,8 +19,7 @@ Voxelized voxelize(const Array& points, const std::optional<Array>& feats, const
   check(points.defined(), k_op, "points", "undefined array");
   check<TypeError>(points.dtype() == DType::f32 || points.dtype() == DType::f64, k_op, "points",
                    "must be float32 or float64, got ", dtype_name(points.dtype()));
-  check(points.ndim() == 2 && points.dim(1) == 3, k_op, "points", "must have shape (N, 3), got ",
-        points.shape().str());
+  check(points.ndim() == 2 && points.dim(1) == 3, k_op, "points", "must have shape (N, 3), got ", points.shape().str());
   const std::int64_t n = points.dim(0);
   check(n <= (std::int64_t{1} << 31) - 1, k_op, "points", n, " points exceed int32 row indices");
   const Device device = points.device();

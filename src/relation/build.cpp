@@ -7,9 +7,11 @@ namespace lattice::detail {
 
 Int3 output_stride(RelationKind kind, Int3 s, Int3 r, const char* op) {
   switch (kind) {
-    case RelationKind::submanifold: return s;
+    case RelationKind::submanifold:
+      return s;
     case RelationKind::forward:
-    case RelationKind::target: return s * r;
+    case RelationKind::target:
+      return s * r;
     case RelationKind::transposed:
     case RelationKind::target_transposed:
     case RelationKind::generative:
@@ -43,20 +45,21 @@ std::shared_ptr<const CoordinateSet> register_support(CoordinateManager& manager
 }  // namespace
 
 std::shared_ptr<const Relation> build_relation(CoordinateManager& manager,
-                                               const std::shared_ptr<const CoordinateSet>& input,
-                                               RelationKind kind, const KernelSpec& spec,
+                                               const std::shared_ptr<const CoordinateSet>& input, RelationKind kind,
+                                               const KernelSpec& spec,
                                                const std::shared_ptr<const CoordinateSet>& target, const char* op) {
   const Int3 out_stride = output_stride(kind, input->stride(), spec.stride, op);
   const bool needs_target = kind == RelationKind::target || kind == RelationKind::target_transposed;
   check(needs_target == (target != nullptr), op, "coordinates",
-        needs_target ? "the target relation needs target coordinates" : "target coordinates given to a relation kind that "
-                                                                         "makes its own support");
+        needs_target ? "the target relation needs target coordinates"
+                     : "target coordinates given to a relation kind that "
+                       "makes its own support");
   if (target) {
     check(target->stride() == out_stride, op, "coordinates", "target stride ", target->stride().str(),
           " must equal the output stride ", out_stride.str(), " (input stride ", input->stride().str(),
           is_transposed_kind(kind) ? " / " : " * ", "kernel stride ", spec.stride.str(), ")");
-    check<DeviceError>(target->device() == input->device(), op, "coordinates", "target is on ",
-                       target->device().str(), " but the input is on ", input->device().str());
+    check<DeviceError>(target->device() == input->device(), op, "coordinates", "target is on ", target->device().str(),
+                       " but the input is on ", input->device().str());
   }
   if (!input->device().is_cpu()) {
     throw NotCompiledError(detail::concat("[", op, "] relations on ", input->device().str(),
@@ -66,9 +69,13 @@ std::shared_ptr<const Relation> build_relation(CoordinateManager& manager,
   std::shared_ptr<const CoordinateSet> output;
   bool owns_output = false;
   switch (kind) {
-    case RelationKind::submanifold: output = input; break;
+    case RelationKind::submanifold:
+      output = input;
+      break;
     case RelationKind::target:
-    case RelationKind::target_transposed: output = target; break;
+    case RelationKind::target_transposed:
+      output = target;
+      break;
     case RelationKind::forward:
       if (spec.stride == Int3{1}) {
         output = input;  // SPEC §4: with r = 1 the support is the input set and shares its key
@@ -80,8 +87,7 @@ std::shared_ptr<const Relation> build_relation(CoordinateManager& manager,
     case RelationKind::transposed:
     case RelationKind::generative:
       output = register_support(
-          manager, cpu::transposed_support(*input, spec, out_stride, kind == RelationKind::transposed, op),
-          out_stride);
+          manager, cpu::transposed_support(*input, spec, out_stride, kind == RelationKind::transposed, op), out_stride);
       owns_output = true;
       break;
   }

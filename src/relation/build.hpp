@@ -16,8 +16,8 @@ Int3 output_stride(RelationKind kind, Int3 s, Int3 r, const char* op);
 
 // Builds a relation (no caching; CoordinateManager::relation caches).
 std::shared_ptr<const Relation> build_relation(CoordinateManager& manager,
-                                               const std::shared_ptr<const CoordinateSet>& input,
-                                               RelationKind kind, const KernelSpec& spec,
+                                               const std::shared_ptr<const CoordinateSet>& input, RelationKind kind,
+                                               const KernelSpec& spec,
                                                const std::shared_ptr<const CoordinateSet>& target, const char* op);
 
 // The spec as the cache sees it: fields a kind ignores are reset, so equal

@@ -7,12 +7,18 @@ namespace lattice {
 
 std::string_view relation_kind_name(RelationKind kind) {
   switch (kind) {
-    case RelationKind::forward: return "forward";
-    case RelationKind::target: return "target";
-    case RelationKind::submanifold: return "submanifold";
-    case RelationKind::transposed: return "transposed";
-    case RelationKind::target_transposed: return "target_transposed";
-    case RelationKind::generative: return "generative";
+    case RelationKind::forward:
+      return "forward";
+    case RelationKind::target:
+      return "target";
+    case RelationKind::submanifold:
+      return "submanifold";
+    case RelationKind::transposed:
+      return "transposed";
+    case RelationKind::target_transposed:
+      return "target_transposed";
+    case RelationKind::generative:
+      return "generative";
   }
   return "?";
 }

@@ -1,8 +1,8 @@
 // Every convolution kind against the dense float64 reference
 // (support/dense_reference), per element and per case, on random inputs.
-#include <gtest/gtest.h>
-
 #include <sstream>
+
+#include <gtest/gtest.h>
 
 #include "lattice/ops/conv.hpp"
 #include "support/test_support.hpp"
@@ -27,12 +27,18 @@ struct ConvCase {
 
 std::string kind_name(RefKind k) {
   switch (k) {
-    case RefKind::forward: return "forward";
-    case RefKind::target: return "target";
-    case RefKind::submanifold: return "subm";
-    case RefKind::transposed: return "transposed";
-    case RefKind::target_transposed: return "target_transposed";
-    case RefKind::generative: return "generative";
+    case RefKind::forward:
+      return "forward";
+    case RefKind::target:
+      return "target";
+    case RefKind::submanifold:
+      return "subm";
+    case RefKind::transposed:
+      return "transposed";
+    case RefKind::target_transposed:
+      return "target_transposed";
+    case RefKind::generative:
+      return "generative";
   }
   return "?";
 }
@@ -47,8 +53,8 @@ std::string describe(const ConvCase& c) {
   std::ostringstream os;
   os << kind_name(c.kind) << "_c" << c.cin << "_" << c.cout << "_k" << i3(c.size) << "_s" << i3(c.stride) << "_p"
      << i3(c.padding) << "_d" << i3(c.dilation) << "_b" << c.batches << "_" << dtype_name(c.dtype) << "_"
-     << ops::route_name(c.route) << (c.layout == Layout::dense_5d ? "_dense5d" : "") << (c.bias ? "_bias" : "")
-     << "_in" << i3(c.in_stride);
+     << ops::route_name(c.route) << (c.layout == Layout::dense_5d ? "_dense5d" : "") << (c.bias ? "_bias" : "") << "_in"
+     << i3(c.in_stride);
   return os.str();
 }
 
@@ -61,11 +67,12 @@ std::vector<ConvCase> make_cases() {
   const std::vector<I3> strides{{1, 1, 1}, {2, 2, 2}, {2, 1, 2}};
   const std::vector<DType> dtypes{DType::f32, DType::f16, DType::f32, DType::f64, DType::bf16, DType::f16};
   std::vector<ConvCase> out;
-  const std::vector<RefKind> kinds{RefKind::forward,    RefKind::target,            RefKind::submanifold,
-                                   RefKind::transposed, RefKind::target_transposed, RefKind::generative};
+  const std::vector<RefKind> kinds{RefKind::forward,           RefKind::target,
+                                   RefKind::submanifold,       RefKind::transposed,
+                                   RefKind::target_transposed, RefKind::generative};
   for (RefKind kind : kinds) {
-    const bool transposed = kind == RefKind::transposed || kind == RefKind::target_transposed ||
-                            kind == RefKind::generative;
+    const bool transposed =
+        kind == RefKind::transposed || kind == RefKind::target_transposed || kind == RefKind::generative;
     for (int i = 0; i < 30; ++i) {
       ConvCase c{};
       c.kind = kind;
@@ -95,21 +102,60 @@ std::vector<ConvCase> make_cases() {
     }
   }
   // The pointwise layout (C_out, C_in) on a 1x1x1 kernel, with and without a target.
-  out.push_back({RefKind::forward, 16, 33, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 3, DType::f32,
-                 ops::ConvRoute::automatic, Layout::pointwise, true, {1, 1, 1}, 77});
-  out.push_back({RefKind::forward, 3, 16, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1, DType::f16,
-                 ops::ConvRoute::gather_gemm_scatter, Layout::pointwise, false, {2, 2, 2}, 78});
-  out.push_back({RefKind::target, 16, 16, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}, 1, DType::f32,
-                 ops::ConvRoute::automatic, Layout::pointwise, true, {1, 1, 1}, 79});
+  out.push_back({RefKind::forward,
+                 16,
+                 33,
+                 {1, 1, 1},
+                 {1, 1, 1},
+                 {0, 0, 0},
+                 {1, 1, 1},
+                 3,
+                 DType::f32,
+                 ops::ConvRoute::automatic,
+                 Layout::pointwise,
+                 true,
+                 {1, 1, 1},
+                 77});
+  out.push_back({RefKind::forward,
+                 3,
+                 16,
+                 {1, 1, 1},
+                 {1, 1, 1},
+                 {0, 0, 0},
+                 {1, 1, 1},
+                 1,
+                 DType::f16,
+                 ops::ConvRoute::gather_gemm_scatter,
+                 Layout::pointwise,
+                 false,
+                 {2, 2, 2},
+                 78});
+  out.push_back({RefKind::target,
+                 16,
+                 16,
+                 {1, 1, 1},
+                 {2, 2, 2},
+                 {0, 0, 0},
+                 {1, 1, 1},
+                 1,
+                 DType::f32,
+                 ops::ConvRoute::automatic,
+                 Layout::pointwise,
+                 true,
+                 {1, 1, 1},
+                 79});
   return out;
 }
 
 I3 out_stride_of(const ConvCase& c) {
   switch (c.kind) {
-    case RefKind::submanifold: return c.in_stride;
+    case RefKind::submanifold:
+      return c.in_stride;
     case RefKind::forward:
-    case RefKind::target: return {c.in_stride[0] * c.stride[0], c.in_stride[1] * c.stride[1], c.in_stride[2] * c.stride[2]};
-    default: return {c.in_stride[0] / c.stride[0], c.in_stride[1] / c.stride[1], c.in_stride[2] / c.stride[2]};
+    case RefKind::target:
+      return {c.in_stride[0] * c.stride[0], c.in_stride[1] * c.stride[1], c.in_stride[2] * c.stride[2]};
+    default:
+      return {c.in_stride[0] / c.stride[0], c.in_stride[1] / c.stride[1], c.in_stride[2] / c.stride[2]};
   }
 }
 
@@ -126,8 +172,8 @@ TEST_P(ConvAgainstDense, MatchesDenseReferencePerElement) {
   // Inputs are drawn in float64 and rounded to the storage dtype; the
   // reference computes on the rounded values.
   const Array feats = make_array(random_values(rng, static_cast<std::size_t>(n * c.cin)), Shape{n, c.cin}, c.dtype);
-  const Array w_km =
-      make_array(random_values(rng, static_cast<std::size_t>(volume * c.cin * c.cout)), Shape{volume, c.cin, c.cout}, c.dtype);
+  const Array w_km = make_array(random_values(rng, static_cast<std::size_t>(volume * c.cin * c.cout)),
+                                Shape{volume, c.cin, c.cout}, c.dtype);
   const std::vector<double> w_ref = to_doubles(w_km);
   Array weight = w_km;
   if (c.layout == Layout::dense_5d) {
@@ -154,8 +200,8 @@ TEST_P(ConvAgainstDense, MatchesDenseReferencePerElement) {
   }
 
   auto manager = CoordinateManager::create();
-  const SparseTensor x =
-      SparseTensor::from_coords(coords_array(in_coords), feats, {.stride = {c.in_stride[0], c.in_stride[1], c.in_stride[2]}, .manager = manager});
+  const SparseTensor x = SparseTensor::from_coords(
+      coords_array(in_coords), feats, {.stride = {c.in_stride[0], c.in_stride[1], c.in_stride[2]}, .manager = manager});
   const I3 out_stride = out_stride_of(c);
 
   // Target supports: part of the natural support plus sites no edge reaches.
@@ -184,7 +230,9 @@ TEST_P(ConvAgainstDense, MatchesDenseReferencePerElement) {
     case RefKind::target:
       y = ops::conv3d(x, weight, bias, {size, stride, padding, dilation, coords_array(target), c.route});
       break;
-    case RefKind::submanifold: y = ops::subm_conv3d(x, weight, bias, {size, dilation, c.route}); break;
+    case RefKind::submanifold:
+      y = ops::subm_conv3d(x, weight, bias, {size, dilation, c.route});
+      break;
     case RefKind::transposed:
       y = ops::conv_transpose3d(x, weight, bias, {size, stride, padding, dilation, {}, c.route});
       break;
@@ -197,7 +245,8 @@ TEST_P(ConvAgainstDense, MatchesDenseReferencePerElement) {
   }
 
   // Output support and its order follow the SPEC rules exactly.
-  const std::vector<Coord> expect_support = ref_support(c.kind, in_coords, c.in_stride, spec, has_target ? &target : nullptr);
+  const std::vector<Coord> expect_support =
+      ref_support(c.kind, in_coords, c.in_stride, spec, has_target ? &target : nullptr);
   const std::vector<Coord> got_support = coords_from_array(y.coords(), y.rows());
   ASSERT_EQ(got_support, expect_support) << describe(c);
   EXPECT_EQ(y.stride(), (Int3{out_stride[0], out_stride[1], out_stride[2]})) << describe(c);
@@ -207,11 +256,11 @@ TEST_P(ConvAgainstDense, MatchesDenseReferencePerElement) {
     EXPECT_EQ(y.key(), x.key()) << "the output must reuse the input identity";
   }
 
-  const RefConvResult ref = ref_conv(c.kind, in_coords, c.in_stride, to_doubles(feats), c.cin, w_ref, c.cout,
-                                     bias_ref, spec, expect_support, out_stride);
+  const RefConvResult ref = ref_conv(c.kind, in_coords, c.in_stride, to_doubles(feats), c.cin, w_ref, c.cout, bias_ref,
+                                     spec, expect_support, out_stride);
   const std::vector<double> got = to_doubles(y.feats().rows(0, y.rows()));
-  const std::string report = compare_elements(got, ref.values, ref.magnitude, tolerance_for(c.dtype),
-                                              static_cast<std::size_t>(c.cout));
+  const std::string report =
+      compare_elements(got, ref.values, ref.magnitude, tolerance_for(c.dtype), static_cast<std::size_t>(c.cout));
   EXPECT_TRUE(report.empty()) << describe(c) << "\n" << report;
 }
 

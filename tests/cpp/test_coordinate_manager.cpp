@@ -1,8 +1,8 @@
 // Keys, ownership, the relation cache (hits, reuse, bounds, expiry, clearing)
 // and thread safety.
-#include <gtest/gtest.h>
-
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "lattice/core/relation.hpp"
 #include "lattice/ops/conv.hpp"
@@ -15,8 +15,7 @@ SparseTensor make_tensor(const std::shared_ptr<CoordinateManager>& m, std::uint6
   Rng rng(seed);
   const auto coords = random_coords(rng, 1, -4, 4, {1, 1, 1}, 0.3);
   const auto n = static_cast<std::int64_t>(coords.size());
-  return SparseTensor::from_coords(coords_array(coords), Array::zeros(Shape{n, channels}, DType::f32),
-                                   {.manager = m});
+  return SparseTensor::from_coords(coords_array(coords), Array::zeros(Shape{n, channels}, DType::f32), {.manager = m});
 }
 
 const KernelSpec k_subm3{Int3{3}, Int3{1}, Int3{0}, Int3{1}};
@@ -45,8 +44,8 @@ TEST(CoordinateManager, CacheHitsReuseTheSameRelation) {
   EXPECT_TRUE(cached);
   EXPECT_EQ(r1.get(), r2.get());
   // Specs that differ only in fields the kind ignores share the entry.
-  auto r3 = m->relation(x.coordinate_set(), RelationKind::submanifold, {Int3{3}, Int3{2}, Int3{1}, Int3{1}}, nullptr,
-                        "test");
+  auto r3 =
+      m->relation(x.coordinate_set(), RelationKind::submanifold, {Int3{3}, Int3{2}, Int3{1}, Int3{1}}, nullptr, "test");
   EXPECT_EQ(r1.get(), r3.get());
   const auto stats = m->cache_stats();
   EXPECT_EQ(stats.misses, 1u);
@@ -56,10 +55,10 @@ TEST(CoordinateManager, CacheHitsReuseTheSameRelation) {
   for (int i = 0; i < 20; ++i) ops::subm_conv3d(x, w);
   EXPECT_EQ(m->cache_stats().misses, 1u);
   // A strided conv's output set is reused: the same key comes back.
-  const SparseTensor y1 = ops::conv3d(x, Array::zeros(Shape{8, 2, 2}, DType::f32), std::nullopt,
-                                      {.kernel_size = 2, .stride = 2});
-  const SparseTensor y2 = ops::conv3d(x, Array::zeros(Shape{8, 2, 2}, DType::f32), std::nullopt,
-                                      {.kernel_size = 2, .stride = 2});
+  const SparseTensor y1 =
+      ops::conv3d(x, Array::zeros(Shape{8, 2, 2}, DType::f32), std::nullopt, {.kernel_size = 2, .stride = 2});
+  const SparseTensor y2 =
+      ops::conv3d(x, Array::zeros(Shape{8, 2, 2}, DType::f32), std::nullopt, {.kernel_size = 2, .stride = 2});
   EXPECT_EQ(y1.key(), y2.key());
 }
 

@@ -1,11 +1,11 @@
 // float16 / bfloat16 conversions: exhaustive over every 16-bit pattern and
 // against the compiler's own _Float16 / hardware rounding where available.
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
+
+#include <gtest/gtest.h>
 
 #include "lattice/core/dtype.hpp"
 

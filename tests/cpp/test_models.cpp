@@ -1,8 +1,8 @@
 // MinkUNet end to end: shapes, identities and strides per level, determinism,
 // and agreement between float32 / float16 and a float64 run of the same weights.
-#include <gtest/gtest.h>
-
 #include <cmath>
+
+#include <gtest/gtest.h>
 
 #include "lattice/core/trace.hpp"
 #include "lattice/models/minkunet.hpp"

@@ -17,12 +17,18 @@ struct RelCase {
 
 RelationKind to_kind(RefKind k) {
   switch (k) {
-    case RefKind::forward: return RelationKind::forward;
-    case RefKind::target: return RelationKind::target;
-    case RefKind::submanifold: return RelationKind::submanifold;
-    case RefKind::transposed: return RelationKind::transposed;
-    case RefKind::target_transposed: return RelationKind::target_transposed;
-    case RefKind::generative: return RelationKind::generative;
+    case RefKind::forward:
+      return RelationKind::forward;
+    case RefKind::target:
+      return RelationKind::target;
+    case RefKind::submanifold:
+      return RelationKind::submanifold;
+    case RefKind::transposed:
+      return RelationKind::transposed;
+    case RefKind::target_transposed:
+      return RelationKind::target_transposed;
+    case RefKind::generative:
+      return RelationKind::generative;
   }
   return RelationKind::forward;
 }
@@ -82,8 +88,8 @@ TEST_P(RelationBruteForce, SupportAndEdgesMatch) {
   EXPECT_EQ(coords_from_array(out_set->coords(), out_set->rows()), expect_support);
   EXPECT_EQ(out_set->stride(), out_stride);
 
-  const auto expect_edges = ref_edges(c.kind, in_coords, c.in_stride, expect_support,
-                                      {out_stride.x, out_stride.y, out_stride.z}, spec);
+  const auto expect_edges =
+      ref_edges(c.kind, in_coords, c.in_stride, expect_support, {out_stride.x, out_stride.y, out_stride.z}, spec);
   const std::int64_t ne = rel->num_edges();
   ASSERT_EQ(ne, static_cast<std::int64_t>(expect_edges.size()));
   const auto in_rows = rel->in_rows().to_vector<std::int32_t>();
@@ -104,7 +110,8 @@ TEST_P(RelationBruteForce, SupportAndEdgesMatch) {
     const std::int64_t volume = kspec.volume();
     EXPECT_EQ(out_set->rows(), n * volume);
     for (std::int64_t e = 0; e < ne; ++e) {
-      EXPECT_EQ(out_rows[static_cast<std::size_t>(e)], in_rows[static_cast<std::size_t>(e)] * volume + ks[static_cast<std::size_t>(e)]);
+      EXPECT_EQ(out_rows[static_cast<std::size_t>(e)],
+                in_rows[static_cast<std::size_t>(e)] * volume + ks[static_cast<std::size_t>(e)]);
     }
   }
 }
@@ -118,8 +125,8 @@ TEST(Relation, DeterministicAcrossRunsAndManagers) {
   std::vector<std::vector<std::int32_t>> first;
   for (int run = 0; run < 3; ++run) {
     auto manager = CoordinateManager::create();
-    const SparseTensor x = SparseTensor::from_coords(coords_array(coords), Array::zeros(Shape{n, 1}, DType::f32),
-                                                     {.manager = manager});
+    const SparseTensor x =
+        SparseTensor::from_coords(coords_array(coords), Array::zeros(Shape{n, 1}, DType::f32), {.manager = manager});
     for (RelationKind kind : {RelationKind::forward, RelationKind::transposed, RelationKind::generative}) {
       const KernelSpec spec{Int3{3}, Int3{kind == RelationKind::forward ? 2 : 1}, Int3{0}, Int3{1}};
       auto rel = manager->relation(x.coordinate_set(), kind, spec, nullptr, "test");
@@ -131,7 +138,9 @@ TEST(Relation, DeterministicAcrossRunsAndManagers) {
       if (run == 0) {
         first.push_back(sig);
       } else {
-        EXPECT_EQ(sig, first[static_cast<std::size_t>(kind == RelationKind::forward ? 0 : kind == RelationKind::transposed ? 1 : 2)]);
+        EXPECT_EQ(sig, first[static_cast<std::size_t>(kind == RelationKind::forward      ? 0
+                                                      : kind == RelationKind::transposed ? 1
+                                                                                         : 2)]);
       }
     }
   }
@@ -149,9 +158,9 @@ TEST(Relation, EmptyAndSinglePoint) {
     EXPECT_EQ(rel->num_edges(), 0);
     EXPECT_EQ(rel->output()->rows(), 0);
   }
-  const SparseTensor one = SparseTensor::from_coords(
-      Array::from_vector(std::vector<std::int32_t>{2, -7, 0, 131071}, Shape{1, 4}),
-      Array::zeros(Shape{1, 2}, DType::f32), {.manager = manager});
+  const SparseTensor one =
+      SparseTensor::from_coords(Array::from_vector(std::vector<std::int32_t>{2, -7, 0, 131071}, Shape{1, 4}),
+                                Array::zeros(Shape{1, 2}, DType::f32), {.manager = manager});
   auto subm = manager->relation(one.coordinate_set(), RelationKind::submanifold, {Int3{3}, Int3{1}, Int3{0}, Int3{1}},
                                 nullptr, "test");
   ASSERT_EQ(subm->num_edges(), 1);
@@ -163,9 +172,9 @@ TEST(Relation, EmptyAndSinglePoint) {
 
 TEST(Relation, TransposedOutputBeyondKeyRangeIsAnError) {
   auto manager = CoordinateManager::create();
-  const SparseTensor x = SparseTensor::from_coords(
-      Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 131071}, Shape{1, 4}),
-      Array::zeros(Shape{1, 1}, DType::f32), {.manager = manager});
+  const SparseTensor x =
+      SparseTensor::from_coords(Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 131071}, Shape{1, 4}),
+                                Array::zeros(Shape{1, 1}, DType::f32), {.manager = manager});
   // stride 1 transposed with a 3-kernel reaches z = 131072: outside +-2^17.
   EXPECT_THROW(manager->relation(x.coordinate_set(), RelationKind::transposed, {Int3{3}, Int3{1}, Int3{0}, Int3{1}},
                                  nullptr, "conv_transpose3d"),

@@ -43,8 +43,7 @@ TEST(SparseTensor, FieldsAndBatchCounts) {
 TEST(SparseTensor, ActiveRowsBelowCapacity) {
   // Rows past active_rows are capacity: never validated, never read.
   const Array coords = coords_of({0, 1, 1, 1, 0, 2, 2, 2, 0, 1, 1, 1});  // the duplicate is past the active rows
-  const SparseTensor x =
-      SparseTensor::from_coords(coords, Array::zeros(Shape{3, 1}, DType::f32), {.active_rows = 2});
+  const SparseTensor x = SparseTensor::from_coords(coords, Array::zeros(Shape{3, 1}, DType::f32), {.active_rows = 2});
   EXPECT_EQ(x.rows(), 2);
   EXPECT_EQ(x.capacity(), 3);
   EXPECT_THROW(SparseTensor::from_coords(coords, Array::zeros(Shape{3, 1}, DType::f32)), ValueError);
@@ -55,33 +54,55 @@ TEST(SparseTensor, ConstructorErrors) {
   const Array feats = Array::zeros(Shape{1, 2}, DType::f32);
   expect_error<TypeError>([&] { SparseTensor::from_coords(good.astype(DType::f32), feats); },
                           {"[SparseTensor]", "'coords'", "int32", "float32"});
-  expect_error<TypeError>([&] { SparseTensor::from_coords(good, Array::zeros(Shape{1, 2}, DType::i32)); },
-                          {"'feats'", "floating", "int32"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(Array::zeros(Shape{1, 3}, DType::i32), feats); },
-                           {"'coords'", "(N, 4)", "(1, 3)"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(good, Array::zeros(Shape{2, 2}, DType::f32)); },
-                           {"'feats'", "2 rows"});
+  expect_error<TypeError>(
+      [&] {
+        SparseTensor::from_coords(good, Array::zeros(Shape{1, 2}, DType::i32));
+      },
+      {"'feats'", "floating", "int32"});
+  expect_error<ValueError>(
+      [&] {
+        SparseTensor::from_coords(Array::zeros(Shape{1, 3}, DType::i32), feats);
+      },
+      {"'coords'", "(N, 4)", "(1, 3)"});
+  expect_error<ValueError>(
+      [&] {
+        SparseTensor::from_coords(good, Array::zeros(Shape{2, 2}, DType::f32));
+      },
+      {"'feats'", "2 rows"});
   expect_error<ValueError>([&] { SparseTensor::from_coords(good, Array::zeros(Shape{2}, DType::f32)); },
                            {"'feats'", "(N, C)"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({0, 1, 2, 2}), feats, {.stride = Int3{2}}); },
-                           {"'coords'", "not divisible", "stride"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(good, feats, {.stride = Int3{0, 1, 1}}); },
-                           {"'stride'", "positive"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({-1, 0, 0, 0}), feats); },
-                           {"'coords'", "batch index -1"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({1023, 0, 0, 0}), feats); },
-                           {"batch index 1023"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({0, 131072, 0, 0}), feats); },
-                           {"'coords'", "overflows the hash key range"});
-  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({0, 0, -131073, 0}), feats); },
-                           {"overflows"});
   expect_error<ValueError>(
-      [&] { SparseTensor::from_coords(coords_of({0, 5, 5, 5, 0, 5, 5, 5}), Array::zeros(Shape{2, 1}, DType::f32)); },
+      [&] {
+        SparseTensor::from_coords(coords_of({0, 1, 2, 2}), feats, {.stride = Int3{2}});
+      },
+      {"'coords'", "not divisible", "stride"});
+  expect_error<ValueError>(
+      [&] {
+        SparseTensor::from_coords(good, feats, {.stride = Int3{0, 1, 1}});
+      },
+      {"'stride'", "positive"});
+  expect_error<ValueError>(
+      [&] {
+        SparseTensor::from_coords(coords_of({-1, 0, 0, 0}), feats);
+      },
+      {"'coords'", "batch index -1"});
+  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({1023, 0, 0, 0}), feats); }, {"batch index 1023"});
+  expect_error<ValueError>(
+      [&] {
+        SparseTensor::from_coords(coords_of({0, 131072, 0, 0}), feats);
+      },
+      {"'coords'", "overflows the hash key range"});
+  expect_error<ValueError>([&] { SparseTensor::from_coords(coords_of({0, 0, -131073, 0}), feats); }, {"overflows"});
+  expect_error<ValueError>(
+      [&] {
+        SparseTensor::from_coords(coords_of({0, 5, 5, 5, 0, 5, 5, 5}), Array::zeros(Shape{2, 1}, DType::f32));
+      },
       {"rows 0 and 1", "same coordinate", "unique"});
   expect_error<ValueError>([&] { SparseTensor::from_coords(good, feats, {.active_rows = 2}); }, {"'active_rows'"});
   expect_error<ValueError>(
       [&] {
-        SparseTensor::from_coords(good, feats, {.batch_counts = Array::from_vector(std::vector<std::int32_t>{3}, Shape{1})});
+        SparseTensor::from_coords(good, feats,
+                                  {.batch_counts = Array::from_vector(std::vector<std::int32_t>{3}, Shape{1})});
       },
       {"'batch_counts'", "entry 0 is 3"});
 }

@@ -1,7 +1,7 @@
 // Relation views checked against the edge list they are built from.
-#include <gtest/gtest.h>
-
 #include <bit>
+
+#include <gtest/gtest.h>
 
 #include "lattice/core/relation.hpp"
 #include "support/test_support.hpp"
@@ -47,7 +47,8 @@ TEST_P(Views, ConsistentWithEdges) {
   const auto row_offsets = rel.output_csr().row_offsets.to_vector<std::int32_t>();
   ASSERT_EQ(static_cast<std::int64_t>(row_offsets.size()), rel.output()->capacity() + 1);
   for (std::int64_t o = 0; o < n_out; ++o)
-    for (std::int32_t e = row_offsets[static_cast<std::size_t>(o)]; e < row_offsets[static_cast<std::size_t>(o) + 1]; ++e)
+    for (std::int32_t e = row_offsets[static_cast<std::size_t>(o)]; e < row_offsets[static_cast<std::size_t>(o) + 1];
+         ++e)
       ASSERT_EQ(out_rows[static_cast<std::size_t>(e)], o);
   EXPECT_EQ(row_offsets.back(), ne);
 
@@ -91,8 +92,9 @@ TEST_P(Views, ConsistentWithEdges) {
     }
   EXPECT_EQ(present, ne);
   for (std::int64_t e = 0; e < ne; ++e)
-    ASSERT_EQ(map[static_cast<std::size_t>(out_rows[static_cast<std::size_t>(e)] * volume + ks[static_cast<std::size_t>(e)])],
-              in_rows[static_cast<std::size_t>(e)]);
+    ASSERT_EQ(
+        map[static_cast<std::size_t>(out_rows[static_cast<std::size_t>(e)] * volume + ks[static_cast<std::size_t>(e)])],
+        in_rows[static_cast<std::size_t>(e)]);
 
   // Sorted map: a permutation, equal masks adjacent, tile OR-masks cover their rows.
   const int tile = 16;
@@ -120,7 +122,8 @@ TEST_P(Views, ConsistentWithEdges) {
       ASSERT_EQ(sorted_kt[static_cast<std::size_t>(kk * cap + j)], map[static_cast<std::size_t>(o * volume + kk)]);
     }
     for (int w = 0; w < ig.mask_words; ++w)
-      ASSERT_EQ(tiles[static_cast<std::size_t>((j / tile) * ig.mask_words + w)] & m[static_cast<std::size_t>(w)], m[static_cast<std::size_t>(w)]);
+      ASSERT_EQ(tiles[static_cast<std::size_t>((j / tile) * ig.mask_words + w)] & m[static_cast<std::size_t>(w)],
+                m[static_cast<std::size_t>(w)]);
   }
   // Views are cached: the same object comes back.
   EXPECT_EQ(&rel.implicit_gemm_map(), &ig);

@@ -1,11 +1,11 @@
 // voxelize against a std::map reference: cells, first-seen row order, the
 // point->voxel map, counts, mean/sum/max reductions, batches, strides, errors,
 // and the real SemanticKITTI scan (94,444 voxels at 0.05 m).
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <limits>
 #include <map>
+
+#include <gtest/gtest.h>
 
 #include "lattice/io/point_cloud.hpp"
 #include "lattice/ops/voxelize.hpp"
@@ -54,7 +54,8 @@ TEST_P(VoxelizeReductions, MatchReference) {
   for (int i = 0; i < 200; ++i) pts[static_cast<std::size_t>(i)] = static_cast<float>(rng.integer(-20, 20)) * 0.1f;
   std::vector<int> batch(static_cast<std::size_t>(n));
   std::vector<std::int32_t> batch32(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) batch32[static_cast<std::size_t>(i)] = batch[static_cast<std::size_t>(i)] = static_cast<int>(rng.integer(0, 2));
+  for (int i = 0; i < n; ++i)
+    batch32[static_cast<std::size_t>(i)] = batch[static_cast<std::size_t>(i)] = static_cast<int>(rng.integer(0, 2));
   const auto feat_values = random_values(rng, static_cast<std::size_t>(n * c));
   const Array feats = make_array(feat_values, Shape{n, c}, dtype);
   const std::vector<double> fv = to_doubles(feats);
@@ -86,7 +87,8 @@ TEST_P(VoxelizeReductions, MatchReference) {
         expect[r * c + static_cast<std::size_t>(j)] /= ref.counts[r];
         mag[r * c + static_cast<std::size_t>(j)] /= ref.counts[r];
       }
-      if (reduction == ops::Reduction::max) mag[r * c + static_cast<std::size_t>(j)] = std::abs(expect[r * c + static_cast<std::size_t>(j)]);
+      if (reduction == ops::Reduction::max)
+        mag[r * c + static_cast<std::size_t>(j)] = std::abs(expect[r * c + static_cast<std::size_t>(j)]);
     }
   const std::string report = compare_elements(to_doubles(v.tensor.feats()), expect, mag,
                                               std::max(tolerance_for(dtype), 1e-6), static_cast<std::size_t>(c));
@@ -98,11 +100,10 @@ TEST_P(VoxelizeReductions, MatchReference) {
   EXPECT_EQ(bc, expect_bc);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, VoxelizeReductions,
-                         ::testing::Combine(::testing::Values(ops::Reduction::mean, ops::Reduction::sum,
-                                                              ops::Reduction::max),
-                                            ::testing::Values(DType::f32, DType::f16, DType::f64),
-                                            ::testing::Values(1, 2)));
+INSTANTIATE_TEST_SUITE_P(
+    All, VoxelizeReductions,
+    ::testing::Combine(::testing::Values(ops::Reduction::mean, ops::Reduction::sum, ops::Reduction::max),
+                       ::testing::Values(DType::f32, DType::f16, DType::f64), ::testing::Values(1, 2)));
 
 TEST(Voxelize, NoFeaturesAndDoublePoints) {
   const std::vector<double> pts{0.0, 0.0, 0.0, 0.09, 0.0, 0.0, -0.01, 0.0, 0.0};
@@ -113,8 +114,8 @@ TEST(Voxelize, NoFeaturesAndDoublePoints) {
 }
 
 TEST(Voxelize, EmptyInput) {
-  const ops::Voxelized v = ops::voxelize(Array::empty(Shape{0, 3}, DType::f32),
-                                         Array::empty(Shape{0, 2}, DType::f32), {.voxel_size = 0.05});
+  const ops::Voxelized v =
+      ops::voxelize(Array::empty(Shape{0, 3}, DType::f32), Array::empty(Shape{0, 2}, DType::f32), {.voxel_size = 0.05});
   EXPECT_EQ(v.tensor.rows(), 0);
   EXPECT_EQ(v.tensor.channels(), 2);
   EXPECT_EQ(v.inverse_rows.numel(), 0);

@@ -39,9 +39,7 @@ class Shape {
   std::int64_t numel() const;
   std::span<const std::int64_t> dims() const { return {dims_.data(), static_cast<std::size_t>(ndim_)}; }
   std::string str() const;  // "(3, 4)"
-  friend bool operator==(const Shape& a, const Shape& b) {
-    return std::ranges::equal(a.dims(), b.dims());
-  }
+  friend bool operator==(const Shape& a, const Shape& b) { return std::ranges::equal(a.dims(), b.dims()); }
 
  private:
   std::array<std::int64_t, k_max_dims> dims_{};
@@ -84,8 +82,7 @@ class Array {
   static Array full(const Shape& shape, DType dtype, double value, Device device = default_device());
   // Copies host data into a new array on `device`.
   template <class T>
-  static Array from_vector(const std::vector<T>& values, const Shape& shape,
-                           Device device = default_device());
+  static Array from_vector(const std::vector<T>& values, const Shape& shape, Device device = default_device());
   template <class T>
   static Array scalar(T value, Device device = default_device()) {
     return from_vector(std::vector<T>{value}, Shape{}, device);
@@ -155,8 +152,8 @@ T* Array::data() const {
 template <class T>
 T* Array::device_data() const {
   if (dtype_of_v<T> != dtype_) {
-    throw TypeError(detail::concat("[Array] element type ", dtype_name(dtype_of_v<T>),
-                                   " requested from an array of ", dtype_name(dtype_)));
+    throw TypeError(detail::concat("[Array] element type ", dtype_name(dtype_of_v<T>), " requested from an array of ",
+                                   dtype_name(dtype_)));
   }
   return static_cast<T*>(raw());
 }

@@ -50,8 +50,8 @@ class CoordIndex {
 //  batch_counts: optional (B,) int32 rows per batch item, on device()
 class CoordinateSet {
  public:
-  CoordinateSet(Array coords, Array active_rows, Int3 stride, std::optional<Array> batch_counts,
-                CoordinateMapKey key, std::optional<std::int64_t> known_rows);
+  CoordinateSet(Array coords, Array active_rows, Int3 stride, std::optional<Array> batch_counts, CoordinateMapKey key,
+                std::optional<std::int64_t> known_rows);
 
   const Array& coords() const { return coords_; }
   const Array& active_rows() const { return active_rows_; }
@@ -112,9 +112,8 @@ class CoordinateManager : public std::enable_shared_from_this<CoordinateManager>
   // The relation (input, target, spec, kind), built on a miss. Relation
   // building for one key runs once even when several threads ask at once.
   // `op` names the calling operation in errors.
-  std::shared_ptr<const Relation> relation(const std::shared_ptr<const CoordinateSet>& input,
-                                           RelationKind kind, const KernelSpec& spec,
-                                           const std::shared_ptr<const CoordinateSet>& target,
+  std::shared_ptr<const Relation> relation(const std::shared_ptr<const CoordinateSet>& input, RelationKind kind,
+                                           const KernelSpec& spec, const std::shared_ptr<const CoordinateSet>& target,
                                            const char* op, bool* was_cached = nullptr);
 
   // Drops every cached relation (coordinate sets stay alive while tensors hold them).

@@ -18,13 +18,17 @@ enum class DType : std::uint8_t { f16, bf16, f32, f64, i32, i64, u8, u32 };
 constexpr std::size_t itemsize(DType t) {
   switch (t) {
     case DType::f16:
-    case DType::bf16: return 2;
+    case DType::bf16:
+      return 2;
     case DType::f32:
     case DType::i32:
-    case DType::u32: return 4;
+    case DType::u32:
+      return 4;
     case DType::f64:
-    case DType::i64: return 8;
-    case DType::u8: return 1;
+    case DType::i64:
+      return 8;
+    case DType::u8:
+      return 1;
   }
   return 0;
 }
@@ -35,14 +39,22 @@ constexpr bool is_floating(DType t) {
 
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::f16: return "float16";
-    case DType::bf16: return "bfloat16";
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i32: return "int32";
-    case DType::i64: return "int64";
-    case DType::u8: return "uint8";
-    case DType::u32: return "uint32";
+    case DType::f16:
+      return "float16";
+    case DType::bf16:
+      return "bfloat16";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i32:
+      return "int32";
+    case DType::i64:
+      return "int64";
+    case DType::u8:
+      return "uint8";
+    case DType::u32:
+      return "uint32";
   }
   return "?";
 }
@@ -90,7 +102,7 @@ constexpr half float_to_half(float f) {
   if (absx >= 0x477ff000u) {  // rounds to >= 65520: overflow
     return half{static_cast<std::uint16_t>(sign | 0x7c00u)};
   }
-  if (absx < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+  if (absx < 0x38800000u) {                     // below the smallest normal half: subnormal or zero
     if (absx < 0x33000000u) return half{sign};  // < 2^-25 rounds to 0
     const std::uint32_t e = absx >> 23;
     const std::uint32_t m = (absx & 0x7fffffu) | 0x800000u;
@@ -107,9 +119,7 @@ constexpr half float_to_half(float f) {
   return half{static_cast<std::uint16_t>(sign | r)};
 }
 
-constexpr float bfloat16_to_float(bfloat16 b) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b.bits) << 16);
-}
+constexpr float bfloat16_to_float(bfloat16 b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b.bits) << 16); }
 
 constexpr bfloat16 float_to_bfloat16(float f) {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);

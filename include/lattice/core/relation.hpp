@@ -43,8 +43,7 @@ enum class RelationKind : std::uint8_t {
 std::string_view relation_kind_name(RelationKind kind);
 // True for the kinds whose output lattice is finer than the input (stride divides).
 constexpr bool is_transposed_kind(RelationKind k) {
-  return k == RelationKind::transposed || k == RelationKind::target_transposed ||
-         k == RelationKind::generative;
+  return k == RelationKind::transposed || k == RelationKind::target_transposed || k == RelationKind::generative;
 }
 
 // Output-row CSR: edges of output row o are [row_offsets[o], row_offsets[o+1]).
@@ -97,9 +96,9 @@ class Relation {
   // `owns_output`: the relation created `output` (forward, transposed,
   // generative kinds) and keeps it alive; otherwise output is the input or
   // target set and is referenced weakly.
-  Relation(RelationKind kind, KernelSpec spec, const CoordinateSet& input,
-           std::shared_ptr<const CoordinateSet> output, bool owns_output, Array in_rows, Array out_rows,
-           Array kernel_ids, Array counts, std::optional<std::int64_t> known_edges);
+  Relation(RelationKind kind, KernelSpec spec, const CoordinateSet& input, std::shared_ptr<const CoordinateSet> output,
+           bool owns_output, Array in_rows, Array out_rows, Array kernel_ids, Array counts,
+           std::optional<std::int64_t> known_edges);
 
   RelationKind kind() const { return kind_; }
   const KernelSpec& spec() const { return spec_; }

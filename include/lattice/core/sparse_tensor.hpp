@@ -45,8 +45,7 @@ class SparseTensor {
   // Internal constructor: features for an existing coordinate set (same
   // identity). Checks that feats has one row per coordinate row and lives on
   // the same device.
-  SparseTensor(std::shared_ptr<const CoordinateSet> coords,
-               std::shared_ptr<CoordinateManager> manager, Array feats);
+  SparseTensor(std::shared_ptr<const CoordinateSet> coords, std::shared_ptr<CoordinateManager> manager, Array feats);
 
   bool defined() const { return coords_ != nullptr; }
   const Array& coords() const { return coords_->coords(); }

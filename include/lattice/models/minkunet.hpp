@@ -37,8 +37,7 @@ struct MinkUNetConfig {
 class MinkUNet {
  public:
   // Weights drawn deterministically from `seed` (He-uniform), BN at identity.
-  MinkUNet(const MinkUNetConfig& config, std::uint64_t seed, DType dtype = DType::f32,
-           Device device = Device::cpu());
+  MinkUNet(const MinkUNetConfig& config, std::uint64_t seed, DType dtype = DType::f32, Device device = Device::cpu());
 
   // Logits (N, num_classes) on the input's coordinates. Trace labels name each layer.
   SparseTensor forward(const SparseTensor& x) const;

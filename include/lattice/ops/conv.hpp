@@ -21,12 +21,12 @@ namespace lattice::ops {
 // How a convolution is evaluated. Results never depend on the route beyond
 // float rounding. PROVISIONAL names (SPEC §11).
 enum class ConvRoute : std::uint8_t {
-  automatic,            // the route selector decides
-  pointwise_matmul,     // 1x1x1 stride 1 without target: a feature matrix product
-  gather_gemm_scatter,  // per offset: gather rows, GEMM, scatter-add
-  implicit_gemm,        // fused gather-GEMM over the implicit-GEMM map (CUDA)
-  sorted_implicit_gemm, // same over the occupancy-sorted map (CUDA)
-  fetch_on_demand,      // per output row over the output CSR
+  automatic,             // the route selector decides
+  pointwise_matmul,      // 1x1x1 stride 1 without target: a feature matrix product
+  gather_gemm_scatter,   // per offset: gather rows, GEMM, scatter-add
+  implicit_gemm,         // fused gather-GEMM over the implicit-GEMM map (CUDA)
+  sorted_implicit_gemm,  // same over the occupancy-sorted map (CUDA)
+  fetch_on_demand,       // per output row over the output CSR
 };
 std::string_view route_name(ConvRoute route);
 
@@ -36,8 +36,8 @@ class TargetCoords {
  public:
   TargetCoords() = default;
   TargetCoords(SparseTensor tensor) : value_(std::move(tensor)) {}  // NOLINT(google-explicit-constructor)
-  TargetCoords(CoordinateMapKey key) : value_(key) {}              // NOLINT(google-explicit-constructor)
-  TargetCoords(Array coords) : value_(std::move(coords)) {}        // NOLINT(google-explicit-constructor)
+  TargetCoords(CoordinateMapKey key) : value_(key) {}               // NOLINT(google-explicit-constructor)
+  TargetCoords(Array coords) : value_(std::move(coords)) {}         // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return !std::holds_alternative<std::monostate>(value_); }
   const std::variant<std::monostate, SparseTensor, CoordinateMapKey, Array>& value() const { return value_; }

@@ -29,8 +29,8 @@ Array batch_counts(const Array& coords, std::int64_t rows);
 Array forward_support(const CoordinateSet& input, const KernelSpec& spec, Int3 out_stride, const char* op);
 // Output support of the transposed (padding applied) or generative (no
 // padding) kinds: unique(v * r + off_k - p), rows outer, offsets inner.
-Array transposed_support(const CoordinateSet& input, const KernelSpec& spec, Int3 out_stride,
-                         bool apply_padding, const char* op);
+Array transposed_support(const CoordinateSet& input, const KernelSpec& spec, Int3 out_stride, bool apply_padding,
+                         const char* op);
 
 struct Edges {
   Array in_rows, out_rows, kernel_ids;  // (n_edges,) int32
@@ -38,8 +38,8 @@ struct Edges {
   std::int64_t n_edges = 0;
 };
 // Edges of `kind` from `input` to `output`, sorted by (out_row, k).
-Edges build_edges(const CoordinateSet& input, const CoordinateSet& output, RelationKind kind,
-                  const KernelSpec& spec, const char* op);
+Edges build_edges(const CoordinateSet& input, const CoordinateSet& output, RelationKind kind, const KernelSpec& spec,
+                  const char* op);
 
 // ---- views (views_cpu.cpp) ----------------------------------------------
 OutputCsr build_output_csr(const Relation& rel);
@@ -52,8 +52,8 @@ SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int ti
 // out[o] = bias + sum over edges (i, o, k) of feats[i] * weight[k].
 // weight: (K, C_in, C_out) kernel-major in the feature dtype; out: (out_capacity, C_out),
 // written for every active output row (rows past it are zeroed).
-void conv_relation(const Relation& rel, const Array& feats, const Array& weight,
-                   const std::optional<Array>& bias, Array& out, const ops::ConvRoute route);
+void conv_relation(const Relation& rel, const Array& feats, const Array& weight, const std::optional<Array>& bias,
+                   Array& out, const ops::ConvRoute route);
 // out[r] = bias + feats[r] * weight[0] for r < rows (pointwise route).
 void conv_pointwise(const Array& feats, std::int64_t rows, const Array& weight, const std::optional<Array>& bias,
                     Array& out);

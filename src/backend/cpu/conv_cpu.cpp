@@ -46,8 +46,8 @@ void init_rows(A* acc, std::int64_t n, std::int64_t cout, const std::optional<Ar
 }
 
 template <class T>
-void conv_relation_typed(const Relation& rel, const Array& feats, const Array& weight,
-                         const std::optional<Array>& bias, Array& out, ops::ConvRoute route) {
+void conv_relation_typed(const Relation& rel, const Array& feats, const Array& weight, const std::optional<Array>& bias,
+                         Array& out, ops::ConvRoute route) {
   using A = compute_t<T>;
   constexpr bool direct = std::is_same_v<A, T>;  // the accumulator is the output itself
   const std::int64_t n_out = rel.output()->rows();

@@ -49,8 +49,8 @@ const CoordHashTable& coord_index(const CoordinateSet& set, const char* op) {
       const std::uint64_t key = detail::pack_key(r[0], r[1] / s.x, r[2] / s.y, r[3] / s.z);
       auto [row, inserted] = table.insert(key, static_cast<std::int32_t>(i));
       if (!inserted) {
-        fail(op, "coords", "rows ", row, " and ", i, " hold the same coordinate (", r[0], ", ", r[1], ", ", r[2],
-             ", ", r[3], "); coordinates must be unique");
+        fail(op, "coords", "rows ", row, " and ", i, " hold the same coordinate (", r[0], ", ", r[1], ", ", r[2], ", ",
+             r[3], "); coordinates must be unique");
       }
     }
     return std::make_shared<CpuCoordIndex>(std::move(table));

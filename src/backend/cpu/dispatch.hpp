@@ -13,14 +13,22 @@ namespace lattice::cpu {
 template <class F>
 decltype(auto) visit_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::f16: return f.template operator()<half>();
-    case DType::bf16: return f.template operator()<bfloat16>();
-    case DType::f32: return f.template operator()<float>();
-    case DType::f64: return f.template operator()<double>();
-    case DType::i32: return f.template operator()<std::int32_t>();
-    case DType::i64: return f.template operator()<std::int64_t>();
-    case DType::u8: return f.template operator()<std::uint8_t>();
-    case DType::u32: return f.template operator()<std::uint32_t>();
+    case DType::f16:
+      return f.template operator()<half>();
+    case DType::bf16:
+      return f.template operator()<bfloat16>();
+    case DType::f32:
+      return f.template operator()<float>();
+    case DType::f64:
+      return f.template operator()<double>();
+    case DType::i32:
+      return f.template operator()<std::int32_t>();
+    case DType::i64:
+      return f.template operator()<std::int64_t>();
+    case DType::u8:
+      return f.template operator()<std::uint8_t>();
+    case DType::u32:
+      return f.template operator()<std::uint32_t>();
   }
   throw TypeError("[cpu] unknown dtype");
 }
@@ -29,11 +37,16 @@ decltype(auto) visit_dtype(DType t, F&& f) {
 template <class F>
 decltype(auto) visit_float(DType t, F&& f) {
   switch (t) {
-    case DType::f16: return f.template operator()<half>();
-    case DType::bf16: return f.template operator()<bfloat16>();
-    case DType::f32: return f.template operator()<float>();
-    case DType::f64: return f.template operator()<double>();
-    default: break;
+    case DType::f16:
+      return f.template operator()<half>();
+    case DType::bf16:
+      return f.template operator()<bfloat16>();
+    case DType::f32:
+      return f.template operator()<float>();
+    case DType::f64:
+      return f.template operator()<double>();
+    default:
+      break;
   }
   throw TypeError(detail::concat("[cpu] expected a floating dtype, got ", dtype_name(t)));
 }

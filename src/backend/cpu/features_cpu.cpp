@@ -27,23 +27,30 @@ std::vector<double> as_doubles(const std::optional<Array>& v, std::int64_t c, do
   return out;
 }
 
-template <class T>
-compute_t<T> apply_activation(compute_t<T> v, const ops::ActivationParams& p) {
-  using A = compute_t<T>;
-  switch (p.kind) {
-    case ops::ActivationKind::relu: return v > A{0} ? v : A{0};
-    case ops::ActivationKind::leaky_relu: return v > A{0} ? v : static_cast<A>(p.negative_slope) * v;
-    case ops::ActivationKind::gelu: return A{0.5} * v * (A{1} + std::erf(v / std::sqrt(A{2})));
-    case ops::ActivationKind::gelu_tanh: {
-      const A k = std::sqrt(A{2} / A{3.14159265358979323846});
-      return A{0.5} * v * (A{1} + std::tanh(k * (v + A{0.044715} * v * v * v)));
-    }
-    case ops::ActivationKind::silu: return v / (A{1} + std::exp(-v));
-    case ops::ActivationKind::sigmoid: return A{1} / (A{1} + std::exp(-v));
-    case ops::ActivationKind::tanh: return std::tanh(v);
-    case ops::ActivationKind::softplus: return v > A{20} ? v : std::log1p(std::exp(v));  // beta 1, threshold 20
+// One instantiation per kind: the kind is resolved once per call, outside the
+// element loop, so simple activations vectorize.
+template <ops::ActivationKind K, class A>
+A apply_activation(A v, A slope) {
+  using Kind = ops::ActivationKind;
+  if constexpr (K == Kind::relu) return v > A{0} ? v : A{0};
+  if constexpr (K == Kind::leaky_relu) return v > A{0} ? v : slope * v;
+  if constexpr (K == Kind::gelu) return A{0.5} * v * (A{1} + std::erf(v / std::sqrt(A{2})));
+  if constexpr (K == Kind::gelu_tanh) {
+    const A k = std::sqrt(A{2} / A{3.14159265358979323846});
+    return A{0.5} * v * (A{1} + std::tanh(k * (v + A{0.044715} * v * v * v)));
   }
-  return v;
+  if constexpr (K == Kind::silu) return v / (A{1} + std::exp(-v));
+  if constexpr (K == Kind::sigmoid) return A{1} / (A{1} + std::exp(-v));
+  if constexpr (K == Kind::tanh) return std::tanh(v);
+  if constexpr (K == Kind::softplus) return v > A{20} ? v : std::log1p(std::exp(v));  // beta 1, threshold 20
+}
+
+template <ops::ActivationKind K, class T>
+void activation_loop(const T* x, T* y, std::int64_t n, double slope) {
+  using A = compute_t<T>;
+  const A s = static_cast<A>(slope);
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) y[i] = store<T>(apply_activation<K, A>(load(x[i]), s));
 }
 
 }  // namespace
@@ -109,7 +116,8 @@ void batch_norm(const Array& x, std::int64_t rows, const ops::BatchNormArgs& arg
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t j = 0; j < c; ++j)
-        y[r * c + j] = store<T>(load(xp[r * c + j]) * scale[static_cast<std::size_t>(j)] + shift[static_cast<std::size_t>(j)]);
+        y[r * c + j] =
+            store<T>(load(xp[r * c + j]) * scale[static_cast<std::size_t>(j)] + shift[static_cast<std::size_t>(j)]);
     zero_tail<T>(out, rows);
   });
 }
@@ -119,8 +127,33 @@ void activation(const Array& x, std::int64_t rows, const ops::ActivationParams& 
     const T* xp = x.data<T>();
     T* y = out.data<T>();
     const std::int64_t n = rows * x.dim(1);
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) y[i] = store<T>(apply_activation<T>(load(xp[i]), params));
+    using Kind = ops::ActivationKind;
+    switch (params.kind) {
+      case Kind::relu:
+        activation_loop<Kind::relu>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::leaky_relu:
+        activation_loop<Kind::leaky_relu>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::gelu:
+        activation_loop<Kind::gelu>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::gelu_tanh:
+        activation_loop<Kind::gelu_tanh>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::silu:
+        activation_loop<Kind::silu>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::sigmoid:
+        activation_loop<Kind::sigmoid>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::tanh:
+        activation_loop<Kind::tanh>(xp, y, n, params.negative_slope);
+        break;
+      case Kind::softplus:
+        activation_loop<Kind::softplus>(xp, y, n, params.negative_slope);
+        break;
+    }
     zero_tail<T>(out, rows);
   });
 }

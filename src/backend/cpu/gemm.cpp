@@ -1,10 +1,10 @@
 #include "backend/cpu/gemm.hpp"
 
-#include <cblas.h>
-#include <omp.h>
-
 #include <cstdlib>
 #include <cstring>
+
+#include <cblas.h>
+#include <omp.h>
 
 #include "backend/cpu/api.hpp"
 
@@ -72,9 +72,9 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const double* a, std::
 
 std::string gemm_library() {
   const int parallel = openblas_get_parallel();  // 0 serial, 1 pthreads, 2 OpenMP
-  std::string openblas = detail::concat(openblas_get_config(), " (",
-                                        parallel == 2 ? "openmp" : (parallel == 1 ? "pthreads" : "serial"),
-                                        ", core ", openblas_get_corename(), ")");
+  std::string openblas =
+      detail::concat(openblas_get_config(), " (", parallel == 2 ? "openmp" : (parallel == 1 ? "pthreads" : "serial"),
+                     ", core ", openblas_get_corename(), ")");
 #if defined(LATTICE_HAVE_ONEDNN)
   if (float_library() == Library::onednn) {
     const dnnl_version_t* v = dnnl_version();

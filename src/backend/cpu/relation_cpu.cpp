@@ -76,9 +76,8 @@ Array transposed_support(const CoordinateSet& input, const KernelSpec& spec, Int
       std::int64_t f[3];
       for (int a = 0; a < 3; ++a) f[a] = std::int64_t{row[a + 1] / s[a]} * r[a] + off[a] - p[a];
       check(detail::key_fits(row[0], f[0], f[1], f[2]), op, "x", "input row ", i, " (", row[0], ", ", row[1], ", ",
-            row[2], ", ", row[3], ") generates output coordinate (", f[0], ", ", f[1], ", ", f[2],
-            ") at stride ", out_stride.str(), ", outside the key range [", detail::k_axis_min, ", ",
-            detail::k_axis_max, "]");
+            row[2], ", ", row[3], ") generates output coordinate (", f[0], ", ", f[1], ", ", f[2], ") at stride ",
+            out_stride.str(), ", outside the key range [", detail::k_axis_min, ", ", detail::k_axis_max, "]");
       const auto key = detail::pack_key(row[0], static_cast<std::int32_t>(f[0]), static_cast<std::int32_t>(f[1]),
                                         static_cast<std::int32_t>(f[2]));
       if (seen.insert(key, static_cast<std::int32_t>(next)).second) {
@@ -154,9 +153,9 @@ Edges build_edges(const CoordinateSet& input, const CoordinateSet& output, Relat
     }
   }
   e.n_edges = n_edges;
-  e.counts = Array::from_vector(std::vector<std::int32_t>{static_cast<std::int32_t>(n_edges),
-                                                          static_cast<std::int32_t>(n_out)},
-                                Shape{2}, Device::cpu());
+  e.counts = Array::from_vector(
+      std::vector<std::int32_t>{static_cast<std::int32_t>(n_edges), static_cast<std::int32_t>(n_out)}, Shape{2},
+      Device::cpu());
   return e;
 }
 

@@ -26,8 +26,7 @@ std::int64_t out_capacity(const Relation& rel) { return rel.output()->capacity()
 std::int64_t out_count(const Relation& rel) { return rel.output()->rows(); }
 
 // Offsets (buckets + 1) and edge ids grouped by key[e], ascending edge id within a bucket.
-void bucket_edges(const std::int32_t* key, std::int64_t n, std::int64_t buckets, Array& offsets_out,
-                  Array& ids_out) {
+void bucket_edges(const std::int32_t* key, std::int64_t n, std::int64_t buckets, Array& offsets_out, Array& ids_out) {
   offsets_out = Array::zeros(Shape{buckets + 1}, DType::i32, Device::cpu());
   ids_out = Array::empty(Shape{n}, DType::i32, Device::cpu());
   std::int32_t* offsets = offsets_out.data<std::int32_t>();

@@ -46,8 +46,7 @@ void voxel_cells(const P* pts, std::int64_t n, const ops::VoxelizeParams& params
       for (int a = 0; a < 3; ++a) {
         const P p = pts[3 * i + a];
         const P f = std::floor((p - origin[a]) / denom[a]);
-        check(std::isfinite(p), k_op, "points", "point ", i, " has a non-finite coordinate ", p, " on axis ",
-              "xyz"[a]);
+        check(std::isfinite(p), k_op, "points", "point ", i, " has a non-finite coordinate ", p, " on axis ", "xyz"[a]);
         check(f >= static_cast<P>(detail::k_axis_min) && f <= static_cast<P>(detail::k_axis_max), k_op, "points",
               "point ", i, " (", pts[3 * i], ", ", pts[3 * i + 1], ", ", pts[3 * i + 2], ") falls in voxel cell ", f,
               " on axis ", "xyz"[a], ", outside the key range [", detail::k_axis_min, ", ", detail::k_axis_max,
@@ -79,7 +78,8 @@ void reduce_features(const Array& feats, const std::vector<std::int32_t>& invers
   }
   T* y = out.data<T>();
   for (std::int64_t v = 0; v < m; ++v) {
-    const A scale = reduction == ops::Reduction::mean ? A{1} / static_cast<A>(counts[static_cast<std::size_t>(v)]) : A{1};
+    const A scale =
+        reduction == ops::Reduction::mean ? A{1} / static_cast<A>(counts[static_cast<std::size_t>(v)]) : A{1};
     for (std::int64_t j = 0; j < c; ++j) {
       const A value = acc[static_cast<std::size_t>(v * c + j)];
       y[v * c + j] = store<T>(reduction == ops::Reduction::mean ? value * scale : value);
@@ -125,7 +125,8 @@ VoxelizeResult voxelize(const Array& points, const std::optional<Array>& feats,
   r.coords = Array::from_vector(coords, Shape{m, 4}, Device::cpu());
   r.counts = Array::from_vector(counts, Shape{m}, Device::cpu());
   r.inverse_rows = Array::from_vector(inverse, Shape{n}, Device::cpu());
-  r.batch_counts = Array::from_vector(batch_counts, Shape{static_cast<std::int64_t>(batch_counts.size())}, Device::cpu());
+  r.batch_counts =
+      Array::from_vector(batch_counts, Shape{static_cast<std::int64_t>(batch_counts.size())}, Device::cpu());
   if (feats) {
     r.feats = Array::empty(Shape{m, feats->dim(1)}, feats->dtype(), Device::cpu());
     visit_float(feats->dtype(),

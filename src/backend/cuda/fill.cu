@@ -1,8 +1,8 @@
 // Array::full on CUDA: one grid-stride kernel per dtype.
+#include <cstdint>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-
-#include <cstdint>
 
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/check.hpp"
@@ -34,14 +34,30 @@ void fill(Array& out, double value) {
   LATTICE_CUDA_CHECK(cudaSetDevice(out.device().index));
   const std::int64_t n = out.numel();
   switch (out.dtype()) {
-    case DType::f16: launch_fill(out.raw(), n, __float2half_rn(static_cast<float>(value))); break;
-    case DType::bf16: launch_fill(out.raw(), n, __float2bfloat16_rn(static_cast<float>(value))); break;
-    case DType::f32: launch_fill(out.raw(), n, static_cast<float>(value)); break;
-    case DType::f64: launch_fill(out.raw(), n, value); break;
-    case DType::i32: launch_fill(out.raw(), n, static_cast<std::int32_t>(value)); break;
-    case DType::i64: launch_fill(out.raw(), n, static_cast<std::int64_t>(value)); break;
-    case DType::u8: launch_fill(out.raw(), n, static_cast<std::uint8_t>(value)); break;
-    case DType::u32: launch_fill(out.raw(), n, static_cast<std::uint32_t>(value)); break;
+    case DType::f16:
+      launch_fill(out.raw(), n, __float2half_rn(static_cast<float>(value)));
+      break;
+    case DType::bf16:
+      launch_fill(out.raw(), n, __float2bfloat16_rn(static_cast<float>(value)));
+      break;
+    case DType::f32:
+      launch_fill(out.raw(), n, static_cast<float>(value));
+      break;
+    case DType::f64:
+      launch_fill(out.raw(), n, value);
+      break;
+    case DType::i32:
+      launch_fill(out.raw(), n, static_cast<std::int32_t>(value));
+      break;
+    case DType::i64:
+      launch_fill(out.raw(), n, static_cast<std::int64_t>(value));
+      break;
+    case DType::u8:
+      launch_fill(out.raw(), n, static_cast<std::uint8_t>(value));
+      break;
+    case DType::u32:
+      launch_fill(out.raw(), n, static_cast<std::uint32_t>(value));
+      break;
   }
 }
 

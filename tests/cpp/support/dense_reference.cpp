@@ -40,8 +40,8 @@ std::vector<I3> ref_offsets(const RefSpec& spec) {
   return out;
 }
 
-std::vector<Coord> ref_support(RefKind kind, const std::vector<Coord>& input, const I3& in_stride,
-                               const RefSpec& spec, const std::vector<Coord>* target) {
+std::vector<Coord> ref_support(RefKind kind, const std::vector<Coord>& input, const I3& in_stride, const RefSpec& spec,
+                               const std::vector<Coord>* target) {
   if (kind == RefKind::submanifold) return input;
   if (kind == RefKind::target || kind == RefKind::target_transposed) return *target;
   std::vector<Coord> out;
@@ -143,8 +143,10 @@ RefConvResult ref_conv(RefKind kind, const std::vector<Coord>& input, const I3& 
     const I3 v{input[i][1] / in_stride[0], input[i][2] / in_stride[1], input[i][3] / in_stride[2]};
     const long at = cell(g, v);
     for (int c = 0; c < c_in; ++c) {
-      g.x[static_cast<std::size_t>(at * c_in + c)] = feats[i * static_cast<std::size_t>(c_in) + static_cast<std::size_t>(c)];
-      g.ax[static_cast<std::size_t>(at * c_in + c)] = std::abs(feats[i * static_cast<std::size_t>(c_in) + static_cast<std::size_t>(c)]);
+      g.x[static_cast<std::size_t>(at * c_in + c)] =
+          feats[i * static_cast<std::size_t>(c_in) + static_cast<std::size_t>(c)];
+      g.ax[static_cast<std::size_t>(at * c_in + c)] =
+          std::abs(feats[i * static_cast<std::size_t>(c_in) + static_cast<std::size_t>(c)]);
     }
   }
 

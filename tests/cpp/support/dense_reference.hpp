@@ -27,8 +27,8 @@ struct RefSpec {
 std::vector<I3> ref_offsets(const RefSpec& spec);
 
 // Output support (physical coords at the output stride) by the SPEC rules, first-seen order.
-std::vector<Coord> ref_support(RefKind kind, const std::vector<Coord>& input, const I3& in_stride,
-                               const RefSpec& spec, const std::vector<Coord>* target);
+std::vector<Coord> ref_support(RefKind kind, const std::vector<Coord>& input, const I3& in_stride, const RefSpec& spec,
+                               const std::vector<Coord>* target);
 
 struct RefEdge {
   int in_row, out_row, k;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
 #include <unistd.h>
 
 namespace lattice::testing {
@@ -82,7 +83,8 @@ std::vector<Coord> coords_from_array(const Array& coords, std::int64_t rows) {
   const Array host = coords.to(Device::cpu());
   const std::int32_t* p = host.data<std::int32_t>();
   std::vector<Coord> out(static_cast<std::size_t>(rows));
-  for (std::int64_t i = 0; i < rows; ++i) out[static_cast<std::size_t>(i)] = {p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]};
+  for (std::int64_t i = 0; i < rows; ++i)
+    out[static_cast<std::size_t>(i)] = {p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]};
   return out;
 }
 
@@ -123,11 +125,16 @@ std::string compare_elements(const std::vector<double>& actual, const std::vecto
 
 double tolerance_for(DType dtype) {
   switch (dtype) {
-    case DType::f64: return 1e-12;
-    case DType::f32: return 1e-5;
-    case DType::f16: return 2e-3;
-    case DType::bf16: return 1e-2;
-    default: return 0;
+    case DType::f64:
+      return 1e-12;
+    case DType::f32:
+      return 1e-5;
+    case DType::f16:
+      return 2e-3;
+    case DType::bf16:
+      return 1e-2;
+    default:
+      return 0;
   }
 }
 

@@ -51,8 +51,8 @@ class Rng {
 }  // namespace lattice::testing
 
 // Skips the current test with a message when the shared data file is absent.
-#define LATTICE_REQUIRE_SHARED_FILE(var, relative)                                              \
-  auto var##_opt = ::lattice::testing::shared_data_file(relative);                              \
+#define LATTICE_REQUIRE_SHARED_FILE(var, relative)                                               \
+  auto var##_opt = ::lattice::testing::shared_data_file(relative);                               \
   if (!var##_opt) GTEST_SKIP() << "../shared/data/" << (relative) << " is absent; test skipped"; \
   const std::filesystem::path var = *var##_opt
 
