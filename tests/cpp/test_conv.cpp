@@ -271,3 +271,99 @@ INSTANTIATE_TEST_SUITE_P(AllKinds, ConvAgainstDense, ::testing::ValuesIn(make_ca
 
 }  // namespace
 }  // namespace lattice::testing
+
+namespace lattice::testing {
+namespace {
+
+// Runs one conv of `kind` with all-ones features and weights, so each output
+// value is bias + (number of edges into the row) * C_in.
+SparseTensor run_kind(RefKind kind, const SparseTensor& x, int cout, const Int3& k, const Int3& r) {
+  const std::int64_t volume = k.product();
+  const Array w = Array::full(Shape{volume, x.channels(), cout}, DType::f32, 1.0);
+  switch (kind) {
+    case RefKind::submanifold:
+      return ops::subm_conv3d(x, w, std::nullopt, {.kernel_size = k});
+    case RefKind::transposed:
+      return ops::conv_transpose3d(x, w, std::nullopt, {.kernel_size = k, .stride = r});
+    case RefKind::generative:
+      return ops::generative_conv_transpose3d(x, w, std::nullopt, {.kernel_size = k, .stride = r});
+    default:
+      return ops::conv3d(x, w, std::nullopt, {.kernel_size = k, .stride = r});
+  }
+}
+
+TEST(ConvEdgeCases, EmptyTensorEveryKind) {
+  auto m = CoordinateManager::create();
+  const SparseTensor x = SparseTensor::from_coords(
+      Array::empty(Shape{0, 4}, DType::i32), Array::empty(Shape{0, 3}, DType::f32), {.stride = Int3{2}, .manager = m});
+  for (RefKind kind : {RefKind::forward, RefKind::submanifold, RefKind::transposed, RefKind::generative}) {
+    const SparseTensor y = run_kind(kind, x, 5, Int3{3}, Int3{2});
+    EXPECT_EQ(y.rows(), 0);
+    EXPECT_EQ(y.channels(), 5);
+  }
+  const SparseTensor p = ops::conv3d(x, Array::zeros(Shape{5, 3}, DType::f32), std::nullopt, {.kernel_size = 1});
+  EXPECT_EQ(p.rows(), 0);
+}
+
+TEST(ConvEdgeCases, OnePointAtTheEdgeOfTheKeyRange) {
+  // A single voxel with large, negative coordinates: each kind sees exactly
+  // the edges the geometry allows.
+  auto m = CoordinateManager::create();
+  const SparseTensor x =
+      SparseTensor::from_coords(Array::from_vector(std::vector<std::int32_t>{7, -131072, 131070, -5}, Shape{1, 4}),
+                                Array::full(Shape{1, 2}, DType::f32, 1.0), {.stride = Int3{2, 1, 1}, .manager = m});
+  const SparseTensor s = run_kind(RefKind::submanifold, x, 3, Int3{3}, Int3{1});
+  EXPECT_EQ(s.feats().to_vector<float>(), (std::vector<float>{2, 2, 2}));  // centre only
+  const SparseTensor d = run_kind(RefKind::forward, x, 1, Int3{2}, Int3{2});
+  // logical (-65536, 131070, -5) at stride (2,1,1) -> floor(/2) -> (-32768, 65535, -3) at stride (4,2,2)
+  EXPECT_EQ(coords_from_array(d.coords(), 1)[0], (Coord{7, -131072, 131070, -6}));
+  const SparseTensor g = run_kind(RefKind::generative, x, 1, Int3{2, 1, 1}, Int3{2, 1, 1});
+  EXPECT_EQ(g.rows(), 2);
+  EXPECT_EQ(g.stride(), (Int3{1, 1, 1}));
+}
+
+TEST(ConvEdgeCases, CapacityRowsAreNeverRead) {
+  // 5 rows of capacity, 3 active. The inactive rows hold a duplicate of an
+  // active coordinate and huge features: any read of them would show.
+  auto m = CoordinateManager::create();
+  const Array coords = Array::from_vector(
+      std::vector<std::int32_t>{0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, 9, 9}, Shape{5, 4});
+  const Array feats = Array::from_vector(std::vector<float>{1, 1, 1, 1e30f, 1e30f}, Shape{5, 1});
+  const SparseTensor x = SparseTensor::from_coords(coords, feats, {.manager = m, .active_rows = 3});
+  for (RefKind kind : {RefKind::forward, RefKind::submanifold, RefKind::transposed, RefKind::generative}) {
+    const Int3 r{kind == RefKind::submanifold ? 1 : (kind == RefKind::forward ? 2 : 1)};
+    const SparseTensor y = run_kind(kind, x, 1, Int3{3}, r);
+    const std::vector<float> out = y.feats().rows(0, y.rows()).to_vector<float>();
+    for (float v : out) EXPECT_LE(v, 3.0f) << "a capacity row was read";
+    EXPECT_LE(y.rows(), 3 * 27);
+  }
+  const SparseTensor s = run_kind(RefKind::submanifold, x, 1, Int3{3}, Int3{1});
+  EXPECT_EQ(s.rows(), 3);
+  EXPECT_EQ(s.capacity(), 5);
+  // All three active voxels are mutual 3x3x3 neighbours.
+  EXPECT_EQ(s.feats().to_vector<float>(), (std::vector<float>{3, 3, 3, 0, 0})) << "capacity rows are zeroed";
+}
+
+TEST(ConvEdgeCases, StrideBookkeepingRoundTrip) {
+  auto m = CoordinateManager::create();
+  Rng rng(3);
+  const auto coords = random_coords(rng, 2, -6, 6, {1, 1, 1}, 0.2);
+  const auto n = static_cast<std::int64_t>(coords.size());
+  const SparseTensor x =
+      SparseTensor::from_coords(coords_array(coords), Array::zeros(Shape{n, 2}, DType::f32), {.manager = m});
+  const SparseTensor down = run_kind(RefKind::forward, x, 2, Int3{2}, Int3{2, 1, 2});
+  EXPECT_EQ(down.stride(), (Int3{2, 1, 2}));
+  const SparseTensor down2 = run_kind(RefKind::forward, down, 2, Int3{2}, Int3{2});
+  EXPECT_EQ(down2.stride(), (Int3{4, 2, 4}));
+  const SparseTensor up = ops::conv_transpose3d(down2, Array::zeros(Shape{8, 2, 2}, DType::f32), std::nullopt,
+                                                {.kernel_size = 2, .stride = 2, .coordinates = down});
+  EXPECT_EQ(up.key(), down.key()) << "target transposed output takes the target's key";
+  EXPECT_EQ(up.stride(), down.stride());
+  EXPECT_THROW(ops::conv_transpose3d(down, Array::zeros(Shape{8, 2, 2}, DType::f32), std::nullopt,
+                                     {.kernel_size = 2, .stride = 2}),
+               ValueError)
+      << "stride 2 does not divide stride 1 on the y axis";
+}
+
+}  // namespace
+}  // namespace lattice::testing
