@@ -102,48 +102,27 @@ std::vector<ConvCase> make_cases() {
     }
   }
   // The pointwise layout (C_out, C_in) on a 1x1x1 kernel, with and without a target.
-  out.push_back({RefKind::forward,
-                 16,
-                 33,
-                 {1, 1, 1},
-                 {1, 1, 1},
-                 {0, 0, 0},
-                 {1, 1, 1},
-                 3,
-                 DType::f32,
-                 ops::ConvRoute::automatic,
-                 Layout::pointwise,
-                 true,
-                 {1, 1, 1},
-                 77});
-  out.push_back({RefKind::forward,
-                 3,
-                 16,
-                 {1, 1, 1},
-                 {1, 1, 1},
-                 {0, 0, 0},
-                 {1, 1, 1},
-                 1,
-                 DType::f16,
-                 ops::ConvRoute::gather_gemm_scatter,
-                 Layout::pointwise,
-                 false,
-                 {2, 2, 2},
-                 78});
-  out.push_back({RefKind::target,
-                 16,
-                 16,
-                 {1, 1, 1},
-                 {2, 2, 2},
-                 {0, 0, 0},
-                 {1, 1, 1},
-                 1,
-                 DType::f32,
-                 ops::ConvRoute::automatic,
-                 Layout::pointwise,
-                 true,
-                 {1, 1, 1},
-                 79});
+  auto pointwise = [&](RefKind kind, int cin, int cout, I3 stride, DType dtype, ops::ConvRoute route, I3 in_stride) {
+    ConvCase c{};
+    c.kind = kind;
+    c.cin = cin;
+    c.cout = cout;
+    c.size = {1, 1, 1};
+    c.stride = stride;
+    c.padding = {0, 0, 0};
+    c.dilation = {1, 1, 1};
+    c.batches = 3;
+    c.dtype = dtype;
+    c.route = route;
+    c.layout = Layout::pointwise;
+    c.bias = cin != 3;
+    c.in_stride = in_stride;
+    c.seed = 77 + out.size();
+    out.push_back(c);
+  };
+  pointwise(RefKind::forward, 16, 33, {1, 1, 1}, DType::f32, ops::ConvRoute::automatic, {1, 1, 1});
+  pointwise(RefKind::forward, 3, 16, {1, 1, 1}, DType::f16, ops::ConvRoute::gather_gemm_scatter, {2, 2, 2});
+  pointwise(RefKind::target, 16, 16, {2, 2, 2}, DType::f32, ops::ConvRoute::automatic, {1, 1, 1});
   return out;
 }
 

@@ -23,40 +23,6 @@ namespace {
 
 using Manager = std::shared_ptr<CoordinateManager>;
 
-std::string error_kind(const std::exception& e) {
-  if (dynamic_cast<const ValueError*>(&e)) return "ValueError";
-  if (dynamic_cast<const TypeError*>(&e)) return "TypeError";
-  if (dynamic_cast<const DeviceError*>(&e)) return "DeviceError";
-  if (dynamic_cast<const NotCompiledError*>(&e)) return "NotCompiledError";
-  if (dynamic_cast<const Error*>(&e)) return "lattice::Error";
-  return "std::exception";
-}
-
-// Expects `fn` to throw exactly E (not a sibling type) with every fragment in
-// its message. With a manager, also checks that the failed call left the
-// manager's relation cache as it was ("before any state changes").
-template <class E, class F>
-void expect_error(const Manager& manager, F&& fn, std::initializer_list<std::string_view> fragments,
-                  std::source_location loc = std::source_location::current()) {
-  const ::testing::ScopedTrace trace(loc.file_name(), static_cast<int>(loc.line()), "expected error");
-  const std::size_t relations_before = manager ? manager->cache_stats().relations : 0;
-  try {
-    fn();
-    ADD_FAILURE() << "no exception was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (std::string_view f : fragments) {
-      EXPECT_NE(what.find(f), std::string::npos) << "message lacks \"" << f << "\": " << what;
-    }
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type " << error_kind(e) << ": " << e.what();
-  }
-  if (manager) {
-    EXPECT_EQ(manager->cache_stats().relations, relations_before)
-        << "a failed call changed the manager's relation cache";
-  }
-}
-
 // Random unique coordinates at `stride` (two batch items), `cin` random channels.
 SparseTensor make_x(const Manager& m, Int3 stride = Int3{1}, int cin = 3, DType dtype = DType::f32,
                     std::uint64_t seed = 1) {
@@ -107,12 +73,6 @@ SparseTensor run(Kind k, const SparseTensor& x, const Array& w, const std::optio
       return ops::generative_conv_transpose3d(x, w, b, {.kernel_size = kernel, .stride = Int3{2}});
   }
   return {};
-}
-
-std::vector<unsigned char> bytes_of(const Array& a) {
-  std::vector<unsigned char> out(a.nbytes());
-  if (!out.empty()) std::memcpy(out.data(), a.raw(), out.size());
-  return out;
 }
 
 // ---------------------------------------------------------------------------

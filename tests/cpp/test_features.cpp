@@ -55,30 +55,6 @@ std::string kind_name(ActivationKind k) {
   return "?";
 }
 
-std::vector<unsigned char> bytes_of(const Array& a) {
-  std::vector<unsigned char> out(a.nbytes());
-  if (!out.empty()) std::memcpy(out.data(), a.raw(), out.size());
-  return out;
-}
-
-// Expects `fn` to throw exactly E with every fragment in its message.
-template <class E, class F>
-void expect_error(F&& fn, std::initializer_list<std::string_view> fragments,
-                  std::source_location loc = std::source_location::current()) {
-  const ::testing::ScopedTrace trace(loc.file_name(), static_cast<int>(loc.line()), "expected error");
-  try {
-    fn();
-    ADD_FAILURE() << "no exception was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (std::string_view f : fragments) {
-      EXPECT_NE(what.find(f), std::string::npos) << "message lacks \"" << f << "\": " << what;
-    }
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
-
 // Unique coordinates for `capacity` rows (three batch items).
 Array unique_coords(std::int64_t capacity) {
   std::vector<Coord> coords;

@@ -12,17 +12,6 @@ Array coords_of(std::vector<std::int32_t> flat) {
   return Array::from_vector(flat, Shape{n, 4});
 }
 
-// Expects `fn` to throw E whose message contains every fragment.
-template <class E, class F>
-void expect_error(F&& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an exception";
-  } catch (const E& e) {
-    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
-  }
-}
-
 TEST(SparseTensor, FieldsAndBatchCounts) {
   auto m = CoordinateManager::create();
   const Array coords = coords_of({0, 0, 0, 0, 2, 2, -4, 6, 0, 2, 2, 2, 2, 0, 0, 0});

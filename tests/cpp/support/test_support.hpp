@@ -58,6 +58,7 @@ class Rng {
 
 #include "lattice/core/sparse_tensor.hpp"
 #include "support/dense_reference.hpp"
+#include "support/expect_error.hpp"
 
 namespace lattice::testing {
 
