@@ -117,7 +117,14 @@ TEST_P(RelationBruteForce, SupportAndEdgesMatch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, RelationBruteForce, ::testing::ValuesIn(relation_cases()));
+std::string case_name(const ::testing::TestParamInfo<RelCase>& info) {
+  const RelCase& c = info.param;
+  auto i3 = [](const I3& v) { return std::to_string(v[0]) + "x" + std::to_string(v[1]) + "x" + std::to_string(v[2]); };
+  return std::to_string(info.index) + "_" + std::string(relation_kind_name(to_kind(c.kind))) + "_k" + i3(c.size) +
+         "_s" + i3(c.stride) + "_p" + i3(c.padding) + "_d" + i3(c.dilation) + "_in" + i3(c.in_stride);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, RelationBruteForce, ::testing::ValuesIn(relation_cases()), case_name);
 
 TEST(Relation, DeterministicAcrossRunsAndManagers) {
   Rng rng(5);

@@ -23,6 +23,7 @@ void fill(Array& out, double value) {
 
 void astype(const Array& src, Array& dst) {
   const std::int64_t n = src.numel();
+  if (n == 0) return;  // empty arrays may have no storage at all
   if (src.dtype() == dst.dtype()) {
     std::memcpy(dst.raw(), src.raw(), src.nbytes());
     return;

@@ -171,6 +171,7 @@ void add_rows(const Array& a, const Array& b, std::int64_t rows, Array& out) {
 }
 
 void cat_channels(const Array& a, const Array& b, std::int64_t rows, Array& out) {
+  if (out.numel() == 0) return;  // empty arrays may have no storage at all
   const std::size_t ra = a.row_bytes(), rb = b.row_bytes();
   const char* ap = static_cast<const char*>(a.raw());
   const char* bp = static_cast<const char*>(b.raw());
