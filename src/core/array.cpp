@@ -40,14 +40,16 @@ std::string Shape::str() const {
 }
 
 Buffer::~Buffer() {
-  if (deleter_ != nullptr && ptr_ != nullptr) deleter_(ptr_, bytes_, device_);
+  if (deleter_ != nullptr && ptr_ != nullptr) deleter_(ptr_, bytes_, device_, stream_);
 }
 
 namespace {
 
-void free_host(void* ptr, std::size_t /*bytes*/, Device /*device*/) { std::free(ptr); }
+void free_host(void* ptr, std::size_t /*bytes*/, Device /*device*/, void* /*stream*/) { std::free(ptr); }
 
-void free_cuda(void* ptr, std::size_t bytes, Device device) { cuda::deallocate(ptr, bytes, device.index); }
+void free_cuda(void* ptr, std::size_t /*bytes*/, Device device, void* stream) {
+  cuda::deallocate(ptr, device.index, stream);
+}
 
 }  // namespace
 
@@ -59,8 +61,9 @@ std::shared_ptr<Buffer> allocate(std::size_t bytes, Device device) {
     if (rounded != 0 && ptr == nullptr) throw std::bad_alloc();
     return std::make_shared<Buffer>(ptr, bytes, device, &free_host);
   }
-  void* ptr = bytes == 0 ? nullptr : cuda::allocate(bytes, device.index);
-  return std::make_shared<Buffer>(ptr, bytes, device, &free_cuda);
+  void* stream = cuda::current_stream(device.index);
+  void* ptr = bytes == 0 ? nullptr : cuda::allocate(bytes, device.index, stream);
+  return std::make_shared<Buffer>(ptr, bytes, device, &free_cuda, stream);
 }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {

@@ -47,12 +47,13 @@ class Shape {
 };
 
 // A device allocation. Freed through the allocator that made it when the last
-// Array referencing it goes away.
+// Array referencing it goes away; CUDA memory is freed in stream order on the
+// stream that was current when it was allocated.
 class Buffer {
  public:
-  using Deleter = void (*)(void* ptr, std::size_t bytes, Device device);
-  Buffer(void* ptr, std::size_t bytes, Device device, Deleter deleter)
-      : ptr_(ptr), bytes_(bytes), device_(device), deleter_(deleter) {}
+  using Deleter = void (*)(void* ptr, std::size_t bytes, Device device, void* stream);
+  Buffer(void* ptr, std::size_t bytes, Device device, Deleter deleter, void* stream = nullptr)
+      : ptr_(ptr), bytes_(bytes), device_(device), deleter_(deleter), stream_(stream) {}
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -66,6 +67,7 @@ class Buffer {
   std::size_t bytes_;
   Device device_;
   Deleter deleter_;
+  void* stream_;
 };
 
 // Allocates `bytes` on `device` (64-byte aligned on the host; the CUDA backend
