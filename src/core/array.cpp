@@ -61,8 +61,9 @@ std::shared_ptr<Buffer> allocate(std::size_t bytes, Device device) {
     if (rounded != 0 && ptr == nullptr) throw std::bad_alloc();
     return std::make_shared<Buffer>(ptr, bytes, device, &free_host);
   }
+  if (bytes == 0) return std::make_shared<Buffer>(nullptr, 0, device, &free_cuda, nullptr);
   void* stream = cuda::current_stream(device.index);
-  void* ptr = bytes == 0 ? nullptr : cuda::allocate(bytes, device.index, stream);
+  void* ptr = cuda::allocate(bytes, device.index, stream);
   return std::make_shared<Buffer>(ptr, bytes, device, &free_cuda, stream);
 }
 

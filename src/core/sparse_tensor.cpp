@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "backend/cpu/coord_hash.hpp"
+#include "backend/cuda/api.hpp"
 #include "relation/coord_key.hpp"
 
 namespace lattice {
@@ -36,6 +37,24 @@ std::vector<std::int32_t> check_coordinate_values(const Array& host_coords, std:
   return batch_counts;
 }
 
+std::optional<Array> checked_batch_counts(const std::optional<Array>& given_counts,
+                                          const std::vector<std::int32_t>& counts, Device device) {
+  if (!given_counts) {
+    return Array::from_vector(counts, Shape{static_cast<std::int64_t>(counts.size())}, device);
+  }
+  const Array& given = *given_counts;
+  check<TypeError>(given.dtype() == DType::i32, k_op, "batch_counts", "must be int32, got ", dtype_name(given.dtype()));
+  check(given.ndim() == 1 && given.dim(0) >= static_cast<std::int64_t>(counts.size()), k_op, "batch_counts",
+        "must have shape (B,) with B > every batch index, got ", given.shape().str());
+  const auto values = given.to_vector<std::int32_t>();
+  for (std::size_t b = 0; b < values.size(); ++b) {
+    const std::int32_t expect = b < counts.size() ? counts[b] : 0;
+    check(values[b] == expect, k_op, "batch_counts", "entry ", b, " is ", values[b], " but the batch column has ",
+          expect, " rows");
+  }
+  return given;
+}
+
 }  // namespace
 
 SparseTensor SparseTensor::from_coords(Array coords, Array feats, const SparseTensorOptions& options) {
@@ -56,42 +75,25 @@ SparseTensor SparseTensor::from_coords(Array coords, Array feats, const SparseTe
   const std::int64_t rows = options.active_rows.value_or(capacity);
   check(rows >= 0 && rows <= capacity, k_op, "active_rows", rows, " is outside [0, ", capacity, "]");
 
-  // Values are checked on the host: data arriving from the host is checked
-  // before upload (SPEC §14); device-resident input is read back once here.
-  const Array host_coords = coords.to(Device::cpu());
-  std::vector<std::int32_t> counts = check_coordinate_values(host_coords, rows, s);
-
-  std::optional<Array> batch_counts = options.batch_counts;
-  if (batch_counts) {
-    check<TypeError>(batch_counts->dtype() == DType::i32, k_op, "batch_counts", "must be int32, got ",
-                     dtype_name(batch_counts->dtype()));
-    check(batch_counts->ndim() == 1 && batch_counts->dim(0) >= static_cast<std::int64_t>(counts.size()), k_op,
-          "batch_counts", "must have shape (B,) with B > every batch index, got ", batch_counts->shape().str());
-    const auto given = batch_counts->to_vector<std::int32_t>();
-    for (std::size_t b = 0; b < given.size(); ++b) {
-      const std::int32_t expect = b < counts.size() ? counts[b] : 0;
-      check(given[b] == expect, k_op, "batch_counts", "entry ", b, " is ", given[b], " but the batch column has ",
-            expect, " rows");
-    }
-  } else {
-    batch_counts = Array::from_vector(counts, Shape{static_cast<std::int64_t>(counts.size())}, coords.device());
-  }
-
   auto manager = options.manager ? options.manager : CoordinateManager::default_manager();
-  auto set =
-      manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), feats.device()),
-                      s, std::move(batch_counts), rows);
-  if (options.check_unique) {
-    if (set->device().is_cpu()) {
-      cpu::coord_index(*set, k_op);  // throws on duplicates; the index is kept for later relations
-    } else {
-      // Device-resident coordinates: check on the host copy, keep nothing.
-      auto host_set =
-          CoordinateSet(host_coords, Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), Device::cpu()), s,
-                        std::nullopt, set->key(), rows);
-      cpu::coord_index(host_set, k_op);
-    }
+  if (coords.device().is_cpu()) {
+    // Host data is checked on the host, before it can reach a device (SPEC §14).
+    std::vector<std::int32_t> counts = check_coordinate_values(coords, rows, s);
+    std::optional<Array> batch_counts = checked_batch_counts(options.batch_counts, counts, coords.device());
+    auto set = manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), Device::cpu()),
+                               s, std::move(batch_counts), rows);
+    if (options.check_unique) cpu::coord_index(*set, k_op);  // throws on duplicates; kept for later relations
+    return SparseTensor(std::move(set), std::move(manager), std::move(feats));
   }
+  // Device data is checked by kernels; errors surface at the next host-facing
+  // call (sticky device errors), so construction never waits for the device.
+  check(!options.batch_counts.has_value() || options.batch_counts->device() == coords.device(), k_op,
+        "batch_counts", "must be on ", coords.device().str());
+  auto set = manager->insert(std::move(coords),
+                             Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), feats.device()), s,
+                             options.batch_counts, rows);
+  cuda::check_coordinates(*set, k_op);
+  if (options.check_unique) cuda::check_unique(*set, k_op);
   return SparseTensor(std::move(set), std::move(manager), std::move(feats));
 }
 

@@ -13,6 +13,17 @@ TraceSession::~TraceSession() { t_session = previous_; }
 TraceLabel::TraceLabel(std::string name) : previous_(std::move(t_label)) { t_label = std::move(name); }
 TraceLabel::~TraceLabel() { t_label = std::move(previous_); }
 
+const std::vector<OpRecord>& TraceSession::records() const {
+  for (OpRecord& r : records_) {
+    if (r.finalize) {
+      auto finalize = std::move(r.finalize);
+      r.finalize = nullptr;
+      finalize(r);
+    }
+  }
+  return records_;
+}
+
 bool tracing() { return t_session != nullptr; }
 
 void trace_record(OpRecord record) {

@@ -3,9 +3,11 @@
 #include "lattice/ops/conv.hpp"
 
 #include "backend/cpu/api.hpp"
+#include "backend/cuda/api.hpp"
 #include "lattice/core/relation.hpp"
 #include "lattice/core/trace.hpp"
 #include "ops/common.hpp"
+#include "ops/op_trace.hpp"
 #include "ops/weights.hpp"
 #include "relation/build.hpp"
 
@@ -37,6 +39,7 @@ struct ConvCall {
   KernelSpec spec;
   const TargetCoords* target;
   ConvRoute route;
+  bool allow_tf32;
 };
 
 // Resolves the target support into a coordinate set of x's manager at `stride`.
@@ -79,43 +82,43 @@ ConvRoute select_cpu_route(ConvRoute requested) {
   return ConvRoute::gather_gemm_scatter;
 }
 
-void record(const char* op, ConvRoute route, std::int64_t rows_in, std::int64_t rows_out, std::int64_t edges,
-            std::int64_t cin, std::int64_t cout, double relation_ms, bool cached, double total_ms) {
+// The weight as (K, C_in, C_out) on its device.
+Array kernel_major(const Array& weight) {
+  return weight.device().is_cpu() ? cpu::to_kernel_major(weight) : cuda::to_kernel_major(weight);
+}
+
+OpRecord conv_record(const char* op, ConvRoute route, std::int64_t cin, std::int64_t cout) {
   OpRecord r;
   r.op = op;
   r.route = route_name(route);
-  r.rows_in = rows_in;
-  r.rows_out = rows_out;
-  r.edges = edges;
   r.channels_in = cin;
   r.channels_out = cout;
-  r.flops = 2.0 * static_cast<double>(edges) * static_cast<double>(cin) * static_cast<double>(cout);
-  r.relation_ms = relation_ms;
-  r.relation_cached = cached;
-  r.total_ms = total_ms;
-  trace_record(std::move(r));
+  return r;
 }
 
 SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                       const ConvCall& call) {
-  const detail::Stopwatch total;
   const char* op = call.op;
   detail::check_input(x, op);
   validate_kernel_spec(call.spec, op);
   const std::int64_t cin = x.channels();
   const std::int64_t cout = detail::check_weight(weight, call.spec, cin, x.dtype(), x.device(), op);
   detail::check_vector(bias, cout, x.dtype(), x.device(), op, "bias");
-  check<DeviceError>(x.device().is_cpu(), op, "x", "features on ", x.device().str(),
-                     " need the CUDA backend, which this build does not have");
+  detail::OpTrace trace(x.device());
+  const cuda::ConvOptions cuda_options{call.route, call.allow_tf32};
 
   const bool has_target = call.target != nullptr && call.target->has_value();
   // Pointwise without a target is a plain feature matrix product on the same identity.
   if (call.kind == RelationKind::forward && call.spec.is_pointwise() && !has_target &&
       (call.route == ConvRoute::automatic || call.route == ConvRoute::pointwise_matmul)) {
-    const std::int64_t rows = x.rows();
     Array out = Array::empty(Shape{x.capacity(), cout}, x.dtype(), x.device());
-    cpu::conv_pointwise(x.feats(), rows, detail::kernel_major(weight), bias, out);
-    if (tracing()) record(op, ConvRoute::pointwise_matmul, rows, rows, rows, cin, cout, 0, true, total.ms());
+    if (x.device().is_cpu()) {
+      cpu::conv_pointwise(x.feats(), x.rows(), kernel_major(weight), bias, out);
+    } else {
+      cuda::conv_pointwise(x.feats(), x.active_rows(), kernel_major(weight), bias, out, cuda_options);
+    }
+    trace.record(conv_record(op, ConvRoute::pointwise_matmul, cin, cout), x.coordinate_set(), x.coordinate_set(),
+                 nullptr, true);
     return x.replace_feats(std::move(out));
   }
 
@@ -126,18 +129,20 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
   std::shared_ptr<const CoordinateSet> target;
   if (has_target) target = resolve_target(x, *call.target, out_stride, op);
 
-  const detail::Stopwatch relation_clock;
   bool cached = false;
   auto rel = x.manager()->relation(x.coordinate_set(), kind, call.spec, target, op, &cached);
-  const double relation_ms = relation_clock.ms();
+  trace.relation_done(cached);
 
   const auto output = rel->output();
   Array out = Array::empty(Shape{output->capacity(), cout}, x.dtype(), x.device());
-  const ConvRoute route = select_cpu_route(call.route);
-  cpu::conv_relation(*rel, x.feats(), detail::kernel_major(weight), bias, out, route);
-  if (tracing()) {
-    record(op, route, x.rows(), output->rows(), rel->num_edges(), cin, cout, relation_ms, cached, total.ms());
+  ConvRoute route;
+  if (x.device().is_cpu()) {
+    route = select_cpu_route(call.route);
+    cpu::conv_relation(*rel, x.feats(), kernel_major(weight), bias, out, route);
+  } else {
+    route = cuda::conv_relation(*rel, x.feats(), kernel_major(weight), bias, out, cuda_options);
   }
+  trace.record(conv_record(op, route, cin, cout), x.coordinate_set(), output, rel, true);
   return SparseTensor(output, x.manager(), std::move(out));
 }
 
@@ -146,7 +151,7 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
 SparseTensor conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                     const Conv3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
-  return run_conv(x, weight, bias, {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route});
+  return run_conv(x, weight, bias, {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route, params.allow_tf32});
 }
 
 SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
@@ -155,21 +160,22 @@ SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::
   check(k.x % 2 == 1 && k.y % 2 == 1 && k.z % 2 == 1, "subm_conv3d", "kernel_size", "must be odd on every axis, got ",
         k.str());
   const KernelSpec spec{k, Int3{1}, Int3{0}, params.dilation};
-  return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route});
+  return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route, params.allow_tf32});
 }
 
 SparseTensor conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                               const ConvTranspose3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
   return run_conv(x, weight, bias,
-                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route});
+                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route, params.allow_tf32});
 }
 
 SparseTensor generative_conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                                          const GenerativeConvTranspose3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, Int3{0}, Int3{1}};
   return run_conv(x, weight, bias,
-                  {"generative_conv_transpose3d", RelationKind::generative, spec, &params.coordinates, params.route});
+                  {"generative_conv_transpose3d", RelationKind::generative, spec, &params.coordinates, params.route,
+                   params.allow_tf32});
 }
 
 }  // namespace lattice::ops

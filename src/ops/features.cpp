@@ -4,50 +4,46 @@
 #include <cmath>
 
 #include "backend/cpu/api.hpp"
+#include "backend/cuda/api.hpp"
 #include "lattice/core/trace.hpp"
 #include "ops/common.hpp"
+#include "ops/op_trace.hpp"
 
 namespace lattice::ops {
 
 namespace {
 
-void require_cpu(const SparseTensor& x, const char* op) {
-  check<DeviceError>(x.device().is_cpu(), op, "x", "features on ", x.device().str(),
-                     " need the CUDA backend, which this build does not have");
-}
-
-void record_elementwise(const char* op, std::int64_t rows, std::int64_t cin, std::int64_t cout, double ms) {
+OpRecord feature_record(const char* op, std::int64_t cin, std::int64_t cout) {
   OpRecord r;
   r.op = op;
-  r.route = "cpu";
-  r.rows_in = rows;
-  r.rows_out = rows;
+  r.route = "elementwise";
   r.channels_in = cin;
   r.channels_out = cout;
-  r.total_ms = ms;
-  trace_record(std::move(r));
+  return r;
 }
 
 }  // namespace
 
 SparseTensor activation(const SparseTensor& x, const ActivationParams& params) {
-  const detail::Stopwatch clock;
   constexpr const char* op = "activation";
   detail::check_input(x, op);
   check(static_cast<int>(params.kind) <= static_cast<int>(ActivationKind::softplus), op, "kind",
         "unknown activation kind ", static_cast<int>(params.kind));
   check(std::isfinite(params.negative_slope), op, "negative_slope", "must be finite, got ", params.negative_slope);
-  require_cpu(x, op);
+  detail::OpTrace trace(x.device());
   Array out = Array::empty(x.feats().shape(), x.dtype(), x.device());
-  cpu::activation(x.feats(), x.rows(), params, out);
-  if (tracing()) record_elementwise(op, x.rows(), x.channels(), x.channels(), clock.ms());
+  if (x.device().is_cpu()) {
+    cpu::activation(x.feats(), x.rows(), params, out);
+  } else {
+    cuda::activation(x.feats(), x.active_rows(), params, out);
+  }
+  trace.record(feature_record(op, x.channels(), x.channels()), x.coordinate_set(), x.coordinate_set(), nullptr, false);
   return x.replace_feats(std::move(out));
 }
 
 SparseTensor relu(const SparseTensor& x) { return activation(x, {ActivationKind::relu}); }
 
 BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args) {
-  const detail::Stopwatch clock;
   constexpr const char* op = "batch_norm";
   detail::check_input(x, op);
   const std::int64_t c = x.channels();
@@ -65,38 +61,51 @@ BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args) {
   check(std::isfinite(args.momentum) && args.momentum >= 0 && args.momentum <= 1, op, "momentum",
         "must be in [0, 1], got ", args.momentum);
   check(std::isfinite(args.eps) && args.eps > 0, op, "eps", "must be positive, got ", args.eps);
-  require_cpu(x, op);
-  const std::int64_t rows = x.rows();
-  if (args.training) {
-    check(rows > 1, op, "x", "training mode needs more than one active row per channel, got ", rows);
-  }
+  detail::OpTrace trace(x.device());
   Array out = Array::empty(x.feats().shape(), x.dtype(), x.device());
   Array mean, var;
-  cpu::batch_norm(x.feats(), rows, args, out, mean, var);
-  if (tracing()) record_elementwise(op, rows, c, c, clock.ms());
+  if (x.device().is_cpu()) {
+    const std::int64_t rows = x.rows();
+    if (args.training) {
+      check(rows > 1, op, "x", "training mode needs more than one active row per channel, got ", rows);
+    }
+    cpu::batch_norm(x.feats(), rows, args, out, mean, var);
+  } else {
+    // The row count lives on the device: with fewer than two rows in training
+    // mode the statistics come out NaN rather than stopping the stream.
+    cuda::batch_norm(x.feats(), x.active_rows(), args, out, mean, var);
+  }
+  trace.record(feature_record(op, c, c), x.coordinate_set(), x.coordinate_set(), nullptr, false);
   return {x.replace_feats(std::move(out)), std::move(mean), std::move(var)};
 }
 
 SparseTensor add(const SparseTensor& a, const SparseTensor& b) {
-  const detail::Stopwatch clock;
   constexpr const char* op = "add";
   detail::check_same_key(a, b, op);
   check(a.channels() == b.channels(), op, "b", "has ", b.channels(), " channels but a has ", a.channels());
-  require_cpu(a, op);
+  detail::OpTrace trace(a.device());
   Array out = Array::empty(a.feats().shape(), a.dtype(), a.device());
-  cpu::add_rows(a.feats(), b.feats(), a.rows(), out);
-  if (tracing()) record_elementwise(op, a.rows(), a.channels(), a.channels(), clock.ms());
+  if (a.device().is_cpu()) {
+    cpu::add_rows(a.feats(), b.feats(), a.rows(), out);
+  } else {
+    cuda::add_rows(a.feats(), b.feats(), a.active_rows(), out);
+  }
+  trace.record(feature_record(op, a.channels(), a.channels()), a.coordinate_set(), a.coordinate_set(), nullptr, false);
   return a.replace_feats(std::move(out));
 }
 
 SparseTensor cat(const SparseTensor& a, const SparseTensor& b) {
-  const detail::Stopwatch clock;
   constexpr const char* op = "cat";
   detail::check_same_key(a, b, op);
-  require_cpu(a, op);
+  detail::OpTrace trace(a.device());
   Array out = Array::empty(Shape{a.capacity(), a.channels() + b.channels()}, a.dtype(), a.device());
-  cpu::cat_channels(a.feats(), b.feats(), a.rows(), out);
-  if (tracing()) record_elementwise(op, a.rows(), a.channels() + b.channels(), out.dim(1), clock.ms());
+  if (a.device().is_cpu()) {
+    cpu::cat_channels(a.feats(), b.feats(), a.rows(), out);
+  } else {
+    cuda::cat_channels(a.feats(), b.feats(), a.active_rows(), out);
+  }
+  trace.record(feature_record(op, a.channels() + b.channels(), out.dim(1)), a.coordinate_set(), a.coordinate_set(),
+               nullptr, false);
   return a.replace_feats(std::move(out));
 }
 

@@ -3,8 +3,10 @@
 #include <cmath>
 
 #include "backend/cpu/api.hpp"
+#include "backend/cuda/api.hpp"
 #include "lattice/core/trace.hpp"
 #include "ops/common.hpp"
+#include "ops/op_trace.hpp"
 #include "relation/coord_key.hpp"
 
 namespace lattice::ops {
@@ -15,7 +17,6 @@ constexpr const char* k_op = "voxelize";
 
 Voxelized voxelize(const Array& points, const std::optional<Array>& feats, const VoxelizeParams& params,
                    const std::optional<Array>& batch_indices) {
-  const detail::Stopwatch clock;
   check(points.defined(), k_op, "points", "undefined array");
   check<TypeError>(points.dtype() == DType::f32 || points.dtype() == DType::f64, k_op, "points",
                    "must be float32 or float64, got ", dtype_name(points.dtype()));
@@ -29,7 +30,8 @@ Voxelized voxelize(const Array& points, const std::optional<Array>& feats, const
           params.voxel_size.z, ")");
     check(std::isfinite(params.origin[a]), k_op, "origin", "must be finite, got (", params.origin.x, ", ",
           params.origin.y, ", ", params.origin.z, ")");
-    check(params.stride[a] >= 1, k_op, "stride", "must be positive, got ", params.stride.str());
+    check(params.stride[a] >= 1 && params.stride[a] <= 4096, k_op, "stride", "must be in [1, 4096], got ",
+          params.stride.str());
   }
   check(params.reduction == Reduction::mean || params.reduction == Reduction::sum || params.reduction == Reduction::max,
         k_op, "reduction", "unknown reduction ", static_cast<int>(params.reduction));
@@ -57,27 +59,28 @@ Voxelized voxelize(const Array& points, const std::optional<Array>& feats, const
       }
     }
   }
-  check<DeviceError>(device.is_cpu(), k_op, "points", "points on ", device.str(),
-                     " need the CUDA backend, which this build does not have");
-
-  cpu::VoxelizeResult r = cpu::voxelize(points, feats, batch_indices, params);
-  const std::int64_t m = r.coords.dim(0);
+  detail::OpTrace trace(device);
   auto manager = params.manager ? params.manager : CoordinateManager::default_manager();
-  auto set = manager->insert(std::move(r.coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(m), device),
-                             params.stride, std::move(r.batch_counts), m);
-  Voxelized out{SparseTensor(std::move(set), std::move(manager), std::move(r.feats)), std::move(r.inverse_rows),
-                std::move(r.counts)};
-  if (tracing()) {
-    OpRecord rec;
-    rec.op = k_op;
-    rec.route = "cpu";
-    rec.rows_in = n;
-    rec.rows_out = m;
-    rec.channels_in = feats ? feats->dim(1) : 0;
-    rec.channels_out = rec.channels_in;
-    rec.total_ms = clock.ms();
-    trace_record(std::move(rec));
+  std::shared_ptr<const CoordinateSet> set;
+  Voxelized out;
+  if (device.is_cpu()) {
+    cpu::VoxelizeResult r = cpu::voxelize(points, feats, batch_indices, params);
+    const std::int64_t m = r.coords.dim(0);
+    set = manager->insert(std::move(r.coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(m), device),
+                          params.stride, std::move(r.batch_counts), m);
+    out = {SparseTensor(set, manager, std::move(r.feats)), std::move(r.inverse_rows), std::move(r.counts)};
+  } else {
+    // Values already on the device are checked by the kernels (sticky errors).
+    cuda::VoxelizeResult r = cuda::voxelize(points, feats, batch_indices, params);
+    set = manager->insert(std::move(r.coords), std::move(r.active_rows), params.stride);
+    out = {SparseTensor(set, manager, std::move(r.feats)), std::move(r.inverse_rows), std::move(r.counts)};
   }
+  OpRecord rec;
+  rec.op = k_op;
+  rec.route = device.is_cpu() ? "cpu" : "cuda";
+  rec.channels_in = rec.channels_out = feats ? feats->dim(1) : 0;
+  rec.rows_in = n;  // the point count, known on the host
+  trace.record(std::move(rec), nullptr, set, nullptr, false);
   return out;
 }
 

@@ -1,6 +1,5 @@
 #include "ops/weights.hpp"
 
-#include "backend/cpu/api.hpp"
 
 namespace lattice::ops::detail {
 
@@ -36,14 +35,6 @@ std::int64_t check_weight(const Array& weight, const KernelSpec& spec, std::int6
       fail(op, "weight", "expected (C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out) or (C_out, C_in), got shape ",
            weight.shape().str());
   }
-}
-
-Array kernel_major(const Array& weight) {
-  if (weight.ndim() == 3) return weight;
-  if (weight.device().is_cpu()) return cpu::to_kernel_major(weight);
-  // Repacking on the device arrives with the CUDA backend; until then the
-  // host repacks and uploads.
-  return cpu::to_kernel_major(weight.to(Device::cpu())).to(weight.device());
 }
 
 }  // namespace lattice::ops::detail

@@ -12,7 +12,5 @@ namespace lattice::ops::detail {
 // Validates `weight` against the kernel and C_in; returns C_out.
 std::int64_t check_weight(const Array& weight, const KernelSpec& spec, std::int64_t c_in, DType dtype, Device device,
                           const char* op);
-// The weight as (K, C_in, C_out) on its device (a no-op share when already so).
-Array kernel_major(const Array& weight);
 
 }  // namespace lattice::ops::detail

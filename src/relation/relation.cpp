@@ -25,7 +25,8 @@ std::string_view relation_kind_name(RelationKind kind) {
 
 Relation::Relation(RelationKind kind, KernelSpec spec, const CoordinateSet& input,
                    std::shared_ptr<const CoordinateSet> output, bool owns_output, Array in_rows, Array out_rows,
-                   Array kernel_ids, Array counts, std::optional<std::int64_t> known_edges)
+                   Array kernel_ids, Array counts, std::optional<std::int64_t> known_edges,
+                   std::optional<OutputCsr> output_csr, std::optional<ImplicitGemmMap> implicit_gemm)
     : kind_(kind),
       spec_(spec),
       input_key_(input.key()),
@@ -36,7 +37,9 @@ Relation::Relation(RelationKind kind, KernelSpec spec, const CoordinateSet& inpu
       out_rows_(std::move(out_rows)),
       kernel_ids_(std::move(kernel_ids)),
       counts_(std::move(counts)),
-      known_edges_(known_edges) {}
+      known_edges_(known_edges),
+      output_csr_(std::move(output_csr)),
+      igemm_(std::move(implicit_gemm)) {}
 
 std::shared_ptr<const CoordinateSet> Relation::output() const {
   if (owned_output_) return owned_output_;
@@ -93,6 +96,13 @@ const SortedImplicitGemmMap& Relation::sorted_implicit_gemm_map(int tile_rows) c
     it = sorted_igemm_.emplace(tile_rows, std::move(view)).first;
   }
   return it->second;
+}
+
+const std::vector<std::int32_t>& Relation::host_kernel_offsets() const {
+  const KernelCsr& csr = kernel_csr();
+  std::lock_guard lock(views_mutex_);
+  if (!host_kernel_offsets_) host_kernel_offsets_ = csr.offsets.to_vector<std::int32_t>();
+  return *host_kernel_offsets_;
 }
 
 std::size_t Relation::bytes() const {

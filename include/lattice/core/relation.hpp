@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "lattice/core/array.hpp"
 #include "lattice/core/coordinates.hpp"
@@ -93,12 +94,14 @@ struct SortedImplicitGemmMap {
 
 class Relation {
  public:
+  // Builders may hand over views they produced on the way (output_csr, implicit_gemm).
   // `owns_output`: the relation created `output` (forward, transposed,
   // generative kinds) and keeps it alive; otherwise output is the input or
   // target set and is referenced weakly.
   Relation(RelationKind kind, KernelSpec spec, const CoordinateSet& input, std::shared_ptr<const CoordinateSet> output,
            bool owns_output, Array in_rows, Array out_rows, Array kernel_ids, Array counts,
-           std::optional<std::int64_t> known_edges);
+           std::optional<std::int64_t> known_edges, std::optional<OutputCsr> output_csr = std::nullopt,
+           std::optional<ImplicitGemmMap> implicit_gemm = std::nullopt);
 
   RelationKind kind() const { return kind_; }
   const KernelSpec& spec() const { return spec_; }
@@ -128,6 +131,10 @@ class Relation {
   const ImplicitGemmMap& implicit_gemm_map() const;
   const SortedImplicitGemmMap& sorted_implicit_gemm_map(int tile_rows = 64) const;
 
+  // Host-facing: the kernel CSR offsets (K + 1) on the host, read from the
+  // device once and cached (for routes that size work on the host).
+  const std::vector<std::int32_t>& host_kernel_offsets() const;
+
   // Rough device bytes held by the edges and built views (for cache accounting).
   std::size_t bytes() const;
 
@@ -154,6 +161,7 @@ class Relation {
   mutable std::optional<KernelCsr> kernel_csr_;
   mutable std::optional<ImplicitGemmMap> igemm_;
   mutable std::map<int, SortedImplicitGemmMap> sorted_igemm_;  // by tile_rows
+  mutable std::optional<std::vector<std::int32_t>> host_kernel_offsets_;
 };
 
 }  // namespace lattice

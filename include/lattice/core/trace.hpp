@@ -3,12 +3,13 @@
 // each. Layer names come from the innermost TraceLabel. Tracing off costs one
 // thread-local pointer test per op.
 //
-// Times are host wall-clock milliseconds around the op; on the CPU backend
-// that is the op's run time. (GPU ops record enqueue time; device timing
-// belongs to the benchmark harness.)
+// Times are host wall-clock milliseconds around the op on the CPU, and
+// device time between CUDA events on the op's stream on CUDA (resolved when
+// records() is read, so tracing adds no host synchronisation to the ops).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ struct OpRecord {
   double relation_ms = 0;  // time spent building (or fetching) the relation
   double total_ms = 0;     // whole op, relation included
   bool relation_cached = false;
+  // Set by ops whose counts or times live on a device: fills the fields above
+  // when the session's records are read (a host-facing step).
+  std::function<void(OpRecord&)> finalize;
 };
 
 class TraceSession {
@@ -35,11 +39,12 @@ class TraceSession {
   ~TraceSession();
   TraceSession(const TraceSession&) = delete;
   TraceSession& operator=(const TraceSession&) = delete;
-  const std::vector<OpRecord>& records() const { return records_; }
+  // Host-facing: completes pending device records (waits for their events).
+  const std::vector<OpRecord>& records() const;
 
  private:
   friend void trace_record(OpRecord record);
-  std::vector<OpRecord> records_;
+  mutable std::vector<OpRecord> records_;
   TraceSession* previous_;
 };
 

@@ -53,12 +53,14 @@ struct Conv3dParams {
   Int3 dilation{1};
   TargetCoords coordinates{};  // target support (stride must be x.stride * stride)
   ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
 };
 
 struct SubmConv3dParams {
   Int3 kernel_size{3};  // odd on every axis
   Int3 dilation{1};
   ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
 };
 
 struct ConvTranspose3dParams {
@@ -68,6 +70,7 @@ struct ConvTranspose3dParams {
   Int3 dilation{1};
   TargetCoords coordinates{};  // target support (stride must be x.stride / stride)
   ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
 };
 
 struct GenerativeConvTranspose3dParams {
@@ -75,6 +78,7 @@ struct GenerativeConvTranspose3dParams {
   Int3 stride{2};
   TargetCoords coordinates{};
   ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
 };
 
 // Forward relation (or target relation when params.coordinates is set).

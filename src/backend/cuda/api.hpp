@@ -55,6 +55,9 @@ detail::SupportParts transposed_support(const CoordinateSet& input, const Kernel
                                         bool apply_padding, const char* op);
 detail::EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& output, RelationKind kind,
                               const KernelSpec& spec, const char* op);
+// Checks the active rows of `set` on the device (batch range, divisibility by
+// the stride, key range; sticky errors naming `op`).
+void check_coordinates(const CoordinateSet& set, const char* op);
 // Checks that the active rows of `set` are unique (sticky error otherwise) and
 // caches the device hash index on it.
 void check_unique(const CoordinateSet& set, const char* op);

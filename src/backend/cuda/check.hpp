@@ -6,19 +6,19 @@
 
 #include "lattice/core/error.hpp"
 
-namespace lattice::cuda::detail {
+namespace lattice::cuda::internal {
 
 [[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
   throw DeviceError(lattice::detail::concat("[cuda] ", call, " failed at ", file, ":", line, ": ",
                                             cudaGetErrorName(err), " (", cudaGetErrorString(err), ")"));
 }
 
-}  // namespace lattice::cuda::detail
+}  // namespace lattice::cuda::internal
 
 #define LATTICE_CUDA_CHECK(call)                                                               \
   do {                                                                                         \
     const cudaError_t lattice_cuda_err_ = (call);                                              \
     if (lattice_cuda_err_ != cudaSuccess) {                                                    \
-      ::lattice::cuda::detail::throw_cuda_error(lattice_cuda_err_, #call, __FILE__, __LINE__); \
+      ::lattice::cuda::internal::throw_cuda_error(lattice_cuda_err_, #call, __FILE__, __LINE__); \
     }                                                                                          \
   } while (0)

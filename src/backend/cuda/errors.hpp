@@ -10,6 +10,8 @@ enum class ErrorCode : int {
   duplicate_coordinate = 3,  // values: row a, row b
   voxel_out_of_range = 4,    // values: point row, axis, cell
   batch_out_of_range = 5,    // values: row, batch
+  not_divisible = 6,         // values: row, axis, coordinate, stride
+  coordinate_overflow = 7,   // values: row, axis, coordinate, stride
 };
 
 struct ErrorSlot {

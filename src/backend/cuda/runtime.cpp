@@ -161,7 +161,9 @@ ErrorSlot* error_slot(int device) {
   static std::once_flag flags[k_max_devices];
   std::call_once(flags[device], [device] {
     LATTICE_CUDA_CHECK(cudaSetDevice(device));
-    LATTICE_CUDA_CHECK(cudaMalloc(&slots[static_cast<std::size_t>(device)], sizeof(ErrorSlot)));
+    void* slot = nullptr;
+    LATTICE_CUDA_CHECK(cudaMalloc(&slot, sizeof(ErrorSlot)));  // once per device, for the process lifetime
+    slots[static_cast<std::size_t>(device)] = static_cast<ErrorSlot*>(slot);
     LATTICE_CUDA_CHECK(cudaMemset(slots[static_cast<std::size_t>(device)], 0, sizeof(ErrorSlot)));
   });
   return slots[static_cast<std::size_t>(device)];
@@ -200,8 +202,18 @@ void raise_recorded_error(int device) {
                                                ", outside the key range [-131072, 131071]; use a larger voxel_size or "
                                                "move the origin (recorded on cuda:", device, ")"));
     case ErrorCode::batch_out_of_range:
-      throw ValueError(lattice::detail::concat("[", op, "] argument 'batch_indices': entry ", v[0], " is ", v[1],
+      throw ValueError(lattice::detail::concat("[", op, "] argument '", op == "SparseTensor" ? "coords" : "batch_indices",
+                                               "': entry ", v[0], " has batch index ", v[1],
                                                ", outside [0, 1022] (recorded on cuda:", device, ")"));
+    case ErrorCode::not_divisible:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'coords': row ", v[0], " coordinate ", v[2],
+                                               " on axis ", "xyz"[v[1] % 3], " is not divisible by the stride ", v[3],
+                                               " (recorded on cuda:", device, ")"));
+    case ErrorCode::coordinate_overflow:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'coords': row ", v[0], " coordinate ", v[2],
+                                               " on axis ", "xyz"[v[1] % 3], " at stride ", v[3],
+                                               " overflows the hash key range [-131072, 131071] (recorded on cuda:",
+                                               device, ")"));
     case ErrorCode::none: break;
   }
   throw Error(lattice::detail::concat("[", op, "] unknown device error code ", host.code));

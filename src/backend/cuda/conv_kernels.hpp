@@ -1,0 +1,43 @@
+// Host-side description of one convolution launch, shared by the route
+// dispatcher (conv.cu) and the kernel families (conv_simt.cu, conv_mma.cu).
+// Every kernel is output-stationary: a CTA owns a tile of output rows, loops
+// over the kernel offsets its rows use and over C_in, and writes each output
+// element once (no floating-point atomics).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "lattice/core/dtype.hpp"
+
+namespace lattice::cuda {
+
+struct ConvLaunch {
+  const void* x = nullptr;        // (N_in, C_in) features
+  void* y = nullptr;              // (rows_cap, C_out) output
+  const void* w = nullptr;        // (K, C_in, C_out)
+  const void* bias = nullptr;     // (C_out) or null
+  const std::int32_t* map = nullptr;   // (rows_cap, K) input row per (row, k), -1 = none; null = identity (K = 1)
+  const std::int32_t* perm = nullptr;  // sorted map: output row of sorted position j; null = j itself
+  const std::uint32_t* masks = nullptr;       // (rows_cap, words) occupancy per row (for tile skipping), or null
+  const std::uint32_t* tile_masks = nullptr;  // (tiles, words) per tile of `tile_rows` sorted rows, or null
+  int tile_rows = 0;
+  const std::int32_t* count = nullptr;  // device: active output rows
+  std::int64_t rows_cap = 0;
+  int cin = 0, cout = 0, volume = 1, words = 1;
+  DType dtype = DType::f32;
+  cudaStream_t stream = nullptr;
+};
+
+// General route: any dtype and channel count (SIMT, float32/float64 accumulation).
+void launch_conv_simt(const ConvLaunch& p);
+// Tensor-core route (mma.sync m16n8k16, float32 accumulation) for float16 and
+// bfloat16 with C_in % 8 == 0, C_out % 8 == 0 and 16-byte aligned buffers.
+bool conv_mma_supported(const ConvLaunch& p);
+void launch_conv_mma(const ConvLaunch& p, int tile_config);
+// Tile rows of the mma kernel's configurations (for building matching sorted maps).
+int conv_mma_tile_rows(int tile_config);
+int conv_mma_configs();
+
+}  // namespace lattice::cuda
