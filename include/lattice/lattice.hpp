@@ -10,6 +10,7 @@
 #include "lattice/core/kernel_spec.hpp"
 #include "lattice/core/relation.hpp"
 #include "lattice/core/sparse_tensor.hpp"
+#include "lattice/core/stream.hpp"
 #include "lattice/core/trace.hpp"
 #include "lattice/io/point_cloud.hpp"
 #include "lattice/ops/conv.hpp"

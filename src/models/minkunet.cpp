@@ -58,10 +58,10 @@ MinkUNet::Block make_block(SplitMix& rng, int cin, int cout, DType dtype, Device
 
 class Runner {
  public:
-  explicit Runner(bool batch_statistics) : batch_statistics_(batch_statistics) {}
+  Runner(bool batch_statistics, bool allow_tf32) : batch_statistics_(batch_statistics), tf32_(allow_tf32) {}
 
   SparseTensor subm(const SparseTensor& x, const MinkUNet::Conv& c) const {
-    return ops::subm_conv3d(x, c.weight, std::nullopt, {.kernel_size = c.kernel});
+    return ops::subm_conv3d(x, c.weight, std::nullopt, {.kernel_size = c.kernel, .allow_tf32 = tf32_});
   }
   SparseTensor norm(const SparseTensor& x, const MinkUNet::Norm& n) const {
     return ops::batch_norm(x, {.weight = n.gamma,
@@ -85,7 +85,7 @@ class Runner {
     }
     if (b.has_shortcut) {
       TraceLabel label(name + ".shortcut");
-      shortcut = norm(ops::conv3d(x, b.shortcut.weight, std::nullopt, {.kernel_size = 1}), b.shortcut_norm);
+      shortcut = norm(ops::conv3d(x, b.shortcut.weight, std::nullopt, {.kernel_size = 1, .allow_tf32 = tf32_}), b.shortcut_norm);
     } else {
       shortcut = x;
     }
@@ -95,6 +95,10 @@ class Runner {
 
  private:
   bool batch_statistics_;
+  bool tf32_;
+
+ public:
+  bool tf32() const { return tf32_; }
 };
 
 int scaled(int base, int width) { return std::max(1, static_cast<int>(std::lround(base * width / 32.0))); }
@@ -146,7 +150,7 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
                    " but the model is ", dtype_name(dtype_));
   check(input.channels() == config_.in_channels, "MinkUNet.forward", "x", "has ", input.channels(),
         " channels, the model expects ", config_.in_channels);
-  const Runner run(config_.batch_statistics);
+  const Runner run(config_.batch_statistics, config_.allow_tf32);
   std::array<SparseTensor, 5> levels;  // stem output, then encoder stages 1..4
   {
     TraceLabel label("stem.conv1");
@@ -162,7 +166,8 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
     SparseTensor x;
     {
       TraceLabel label(name + ".down");
-      x = run.norm_relu(ops::conv3d(levels[s], st.resample.weight, std::nullopt, {.kernel_size = 2, .stride = 2}),
+      x = run.norm_relu(ops::conv3d(levels[s], st.resample.weight, std::nullopt,
+                                    {.kernel_size = 2, .stride = 2, .allow_tf32 = run.tf32()}),
                         st.resample_norm);
     }
     for (std::size_t b = 0; b < st.blocks.size(); ++b)
@@ -178,7 +183,7 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
       TraceLabel label(name + ".up");
       // Onto the matching encoder level's coordinates: the output shares its key.
       x = run.norm_relu(ops::conv_transpose3d(x, st.resample.weight, std::nullopt,
-                                              {.kernel_size = 2, .stride = 2, .coordinates = skip}),
+                                              {.kernel_size = 2, .stride = 2, .coordinates = skip, .allow_tf32 = run.tf32()}),
                         st.resample_norm);
     }
     {
@@ -189,7 +194,7 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
       x = run.block(x, st.blocks[b], name + ".block" + std::to_string(b + 1));
   }
   TraceLabel label("head");
-  return ops::conv3d(x, head_.weight, head_bias_, {.kernel_size = 1});
+  return ops::conv3d(x, head_.weight, head_bias_, {.kernel_size = 1, .allow_tf32 = run.tf32()});
 }
 
 std::int64_t MinkUNet::num_parameters() const {

@@ -32,6 +32,8 @@ struct MinkUNetConfig {
   // untrained weights need it to keep activations in range; a trained model
   // runs with running statistics.
   bool batch_statistics = true;
+  // float32 convolutions on CUDA may use TF32 tensor cores.
+  bool allow_tf32 = false;
 };
 
 class MinkUNet {

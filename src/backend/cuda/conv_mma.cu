@@ -151,15 +151,15 @@ __global__ void __launch_bounds__(WM* WN * 32) k_conv_mma(ConvLaunch p) {
 #pragma unroll
   for (int a = 0; a < mt; ++a) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const std::int64_t j = row0 + wm * warp_m + a * 16 + lane / 4 + half * 8;
+    for (int hi = 0; hi < 2; ++hi) {
+      const std::int64_t j = row0 + wm * warp_m + a * 16 + lane / 4 + hi * 8;
       if (j >= count) continue;
       const std::int64_t o = p.perm ? p.perm[j] : j;
 #pragma unroll
       for (int b = 0; b < nt; ++b) {
         const int col = col0 + wn * warp_n + b * 8 + (lane % 4) * 2;
         if (col >= p.cout) continue;
-        float v0 = acc[a][b][half * 2], v1 = acc[a][b][half * 2 + 1];
+        float v0 = acc[a][b][hi * 2], v1 = acc[a][b][hi * 2 + 1];
         if (bias) {
           v0 += device::load(bias[col]);
           v1 += device::load(bias[col + 1]);

@@ -1,0 +1,356 @@
+// GPU benchmark harness (../shared/PERF.md).
+//
+//   bench_gpu [--data DIR] [--json FILE] [--runs N] [--quick]
+//
+// On one device, in one run: the ceilings (device-to-device copy bandwidth,
+// cuBLAS dense GEMM in float16, float32 and TF32), then
+//   * MinkUNet end to end on the real SemanticKITTI scan (and the built-in
+//     scan): coordinates and features on the device -> logits on the device,
+//     every relation built (a fresh coordinate set per run); float16, float32
+//     and float32 with TF32; also with relations cached, and as a CUDA graph;
+//   * relation building for one subm k3 map (hash + relation + the view the
+//     default route uses);
+//   * cached single layers: subm k3 C = 32/64/128/256, k2 s2 conv, k2 s2
+//     transposed conv onto the finer level, subm k5.
+// Each case prints FLOPs, median and min time (CUDA events, >= 20 timed runs
+// after warm-up), TFLOP/s, minimum bytes, compute_ratio (achieved / dense GEMM
+// rate of the same dtype) and floor_ratio (max(FLOPs / GEMM rate, bytes /
+// copy bandwidth) / time). Results go to JSON; a short table comes last.
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "lattice/lattice.hpp"
+#include "lattice/models/minkunet.hpp"
+
+namespace {
+
+using namespace lattice;
+
+#define CHECK_CUDA(x)                                                                    \
+  do {                                                                                   \
+    cudaError_t e_ = (x);                                                                \
+    if (e_ != cudaSuccess) {                                                             \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));               \
+      std::exit(1);                                                                      \
+    }                                                                                    \
+  } while (0)
+
+const Device k_dev = Device::cuda(0);
+cudaStream_t stream() { return static_cast<cudaStream_t>(current_stream(k_dev).handle); }
+
+struct Timing {
+  double median_ms = 0, min_ms = 0;
+};
+
+// Times `f` with CUDA events on the current stream: `warmup` untimed runs, then `runs` timed ones.
+Timing time_it(const std::function<void()>& f, int runs, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) f();
+  std::vector<double> t;
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  for (int i = 0; i < runs; ++i) {
+    CHECK_CUDA(cudaEventRecord(a, stream()));
+    f();
+    CHECK_CUDA(cudaEventRecord(b, stream()));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  synchronize(k_dev);  // raises any device-side error
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front()};
+}
+
+struct Ceilings {
+  double copy_bytes_per_s = 0;
+  double gemm_f16 = 0, gemm_f32 = 0, gemm_tf32 = 0;  // FLOP/s
+  double gemm(DType dtype, bool tf32) const {
+    if (dtype == DType::f32) return tf32 ? gemm_tf32 : gemm_f32;
+    return gemm_f16;  // bf16 runs at the f16 rate on Hopper
+  }
+};
+
+Ceilings measure_ceilings(bool quick) {
+  Ceilings c;
+  const std::int64_t bytes = std::int64_t{1} << 30;
+  Array src = Array::full(Shape{bytes / 4}, DType::f32, 1.0, k_dev), dst = Array::empty(Shape{bytes / 4}, DType::f32, k_dev);
+  const Timing t = time_it([&] { CHECK_CUDA(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream())); }, 10);
+  c.copy_bytes_per_s = 2.0 * static_cast<double>(bytes) / (t.median_ms * 1e-3);  // read + write
+  cublasHandle_t h;
+  cublasCreate(&h);
+  cublasSetStream(h, stream());
+  const int n = quick ? 4096 : 8192;
+  const double flops = 2.0 * n * static_cast<double>(n) * n;
+  auto gemm_rate = [&](cudaDataType_t type, cublasComputeType_t compute, DType dtype) {
+    Array a = Array::full(Shape{n, n}, dtype, 0.5, k_dev), b = Array::full(Shape{n, n}, dtype, 0.25, k_dev);
+    Array out = Array::empty(Shape{n, n}, dtype, k_dev);
+    const float one = 1, zero = 0;
+    const Timing g = time_it(
+        [&] {
+          cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.raw(), type, n, b.raw(), type, n, &zero, out.raw(),
+                       type, n, compute, CUBLAS_GEMM_DEFAULT);
+        },
+        quick ? 5 : 10, 2);
+    return flops / (g.median_ms * 1e-3);
+  };
+  c.gemm_f16 = gemm_rate(CUDA_R_16F, CUBLAS_COMPUTE_32F, DType::f16);
+  cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);
+  c.gemm_f32 = gemm_rate(CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, DType::f32);
+  c.gemm_tf32 = gemm_rate(CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, DType::f32);
+  cublasDestroy(h);
+  return c;
+}
+
+struct Row {
+  std::string name, dtype;
+  double flops = 0, bytes = 0, median_ms = 0, min_ms = 0;
+  double compute_ratio = 0, floor_ratio = 0;
+  std::int64_t voxels_in = 0, voxels_out = 0, edges = 0;
+  std::string note;
+};
+
+Row make_row(const std::string& name, DType dtype, bool tf32, double flops, double bytes, const Timing& t,
+             const Ceilings& c) {
+  Row r;
+  r.name = name;
+  r.dtype = std::string(dtype_name(dtype)) + (tf32 ? "+tf32" : "");
+  r.flops = flops;
+  r.bytes = bytes;
+  r.median_ms = t.median_ms;
+  r.min_ms = t.min_ms;
+  const double rate = flops / (t.median_ms * 1e-3);
+  r.compute_ratio = flops > 0 ? rate / c.gemm(dtype, tf32) : 0;
+  const double floor_s = std::max(flops / c.gemm(dtype, tf32), bytes / c.copy_bytes_per_s);
+  r.floor_ratio = floor_s / (t.median_ms * 1e-3);
+  return r;
+}
+
+// A tensor on fresh coordinates (new key, no cached index or relations): the
+// start of an end-to-end pass.
+SparseTensor fresh(const Array& coords, const Array& feats, std::int64_t rows) {
+  auto m = CoordinateManager::create();
+  auto set = m->insert(coords, Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), k_dev), Int3{1},
+                       std::nullopt, rows);
+  return SparseTensor(set, m, feats);
+}
+
+std::int64_t peak_pool_bytes() {
+  cudaMemPool_t pool;
+  CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, 0));
+  std::uint64_t v = 0;
+  CHECK_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &v));
+  return static_cast<std::int64_t>(v);
+}
+
+void reset_peak() {
+  cudaMemPool_t pool;
+  CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, 0));
+  std::uint64_t zero = 0;
+  CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+}
+
+// MinkUNet FLOPs and minimum bytes from one traced pass.
+void count_network(const models::MinkUNet& net, const SparseTensor& x, double& flops, double& bytes) {
+  TraceSession trace;
+  net.forward(x);
+  flops = bytes = 0;
+  const double item = static_cast<double>(itemsize(x.dtype()));
+  for (const OpRecord& r : trace.records()) {
+    flops += r.flops;
+    bytes += item * (static_cast<double>(r.rows_in) * r.channels_in + static_cast<double>(r.rows_out) * r.channels_out);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string data_dir = "../shared/data", json_path = "bench_gpu.json";
+  int runs = 20;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--data" && i + 1 < argc) data_dir = argv[++i];
+    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--runs" && i + 1 < argc) runs = std::max(20, std::atoi(argv[++i]));
+    else if (a == "--quick") quick = true;
+  }
+  if (cuda_device_count() == 0) {
+    std::printf("bench_gpu: no CUDA device; nothing to measure\n");
+    return 0;
+  }
+  const BackendInfo info = backend_info();
+  const std::string gpu = info.cuda_devices[0].name;
+  std::printf("device: %s (tier %s)\n", gpu.c_str(), info.cuda_devices[0].tier.c_str());
+  const Ceilings ceil = measure_ceilings(quick);
+  std::printf("ceilings: copy %.2f TB/s (read+write), GEMM f16 %.1f, f32 %.1f, tf32 %.1f TFLOP/s\n",
+              ceil.copy_bytes_per_s / 1e12, ceil.gemm_f16 / 1e12, ceil.gemm_f32 / 1e12, ceil.gemm_tf32 / 1e12);
+
+  // Inputs: the real scan if present, else the built-in one.
+  io::PointCloud cloud;
+  std::string scan_name;
+  const std::filesystem::path kitti = std::filesystem::path(data_dir) / "semantickitti/000000.bin";
+  if (std::filesystem::exists(kitti)) {
+    cloud = io::read_kitti_bin(kitti);
+    scan_name = "semantickitti-000000";
+  } else {
+    cloud = sim::simulate_lidar_scan({});
+    scan_name = "built-in-scan";
+  }
+  const std::int64_t n_points = cloud.size();
+  std::vector<float> f4(static_cast<std::size_t>(n_points * 4));
+  const float* p = cloud.positions.data<float>();
+  const Array* remission = cloud.field("remission");
+  for (std::int64_t i = 0; i < n_points; ++i) {
+    for (int a = 0; a < 3; ++a) f4[static_cast<std::size_t>(4 * i + a)] = p[3 * i + a];
+    f4[static_cast<std::size_t>(4 * i + 3)] = remission ? remission->data<float>()[i] : 1.0f;
+  }
+  const ops::Voxelized vox = ops::voxelize(cloud.positions.to(k_dev), Array::from_vector(f4, Shape{n_points, 4}).to(k_dev),
+                                           {.voxel_size = 0.05});
+  const std::int64_t voxels = vox.tensor.rows();
+  const Array coords = vox.tensor.coords().rows(0, voxels).clone();
+  std::printf("input: %s, %lld points -> %lld voxels at 0.05 m\n\n", scan_name.c_str(), static_cast<long long>(n_points),
+              static_cast<long long>(voxels));
+
+  std::vector<Row> rows;
+  // ---- MinkUNet end to end ---------------------------------------------------------
+  for (auto [dtype, tf32] : {std::pair{DType::f16, false}, std::pair{DType::f32, false}, std::pair{DType::f32, true}}) {
+    const Array feats = vox.tensor.feats().rows(0, voxels).astype(dtype);
+    models::MinkUNetConfig cfg;
+    cfg.batch_statistics = false;  // inference: BN with running statistics
+    cfg.allow_tf32 = tf32;
+    const models::MinkUNet net(cfg, 0, dtype, k_dev);
+    double flops = 0, bytes = 0;
+    count_network(net, fresh(coords, feats, voxels), flops, bytes);
+    reset_peak();
+    const Timing e2e = time_it([&] { net.forward(fresh(coords, feats, voxels)); }, runs);
+    const std::int64_t peak = peak_pool_bytes();
+    Row r = make_row("minkunet end-to-end", dtype, tf32, flops, bytes, e2e, ceil);
+    r.voxels_in = r.voxels_out = voxels;
+    r.note = "peak pool " + std::to_string(peak >> 20) + " MiB";
+    rows.push_back(r);
+    const SparseTensor cached = fresh(coords, feats, voxels);
+    net.forward(cached);
+    const Timing t_cached = time_it([&] { net.forward(cached); }, runs);
+    rows.push_back(make_row("minkunet cached relations", dtype, tf32, flops, bytes, t_cached, ceil));
+    if (dtype == DType::f16) {
+      // The whole end-to-end pass as one CUDA graph (capture fails if anything waits for the host).
+      const SparseTensor x = fresh(coords, feats, voxels);
+      synchronize(k_dev);
+      cudaGraph_t graph;
+      CHECK_CUDA(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeGlobal));
+      SparseTensor y = net.forward(x);
+      CHECK_CUDA(cudaStreamEndCapture(stream(), &graph));
+      cudaGraphExec_t exec;
+      CHECK_CUDA(cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
+      const Timing tg = time_it([&] { CHECK_CUDA(cudaGraphLaunch(exec, stream())); }, runs);
+      Row g = make_row("minkunet end-to-end, CUDA graph", dtype, tf32, flops, bytes, tg, ceil);
+      g.note = "captured: zero host syncs";
+      rows.push_back(g);
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+    }
+  }
+
+  // ---- relation building ---------------------------------------------------------------
+  {
+    const Array feats = Array::zeros(Shape{voxels, 1}, DType::f16, k_dev);
+    const KernelSpec k3{Int3{3}, Int3{1}, Int3{0}, Int3{1}};
+    const Timing t = time_it(
+        [&] {
+          const SparseTensor x = fresh(coords, feats, voxels);
+          auto rel = x.manager()->relation(x.coordinate_set(), RelationKind::submanifold, k3, nullptr, "bench");
+          rel->sorted_implicit_gemm_map(64);
+        },
+        runs);
+    Row r = make_row("relation subm k3 (hash+map+sorted view)", DType::f16, false, 0,
+                     static_cast<double>(voxels) * (16 + 27 * 4 * 3), t, ceil);
+    r.voxels_in = r.voxels_out = voxels;
+    rows.push_back(r);
+  }
+
+  // ---- cached single layers -------------------------------------------------------------
+  auto layer = [&](const std::string& name, DType dtype, int cin, int cout,
+                   const std::function<SparseTensor(const SparseTensor&, const Array&)>& op, const SparseTensor& base) {
+    const std::int64_t n = base.rows();
+    Array f = Array::full(Shape{base.capacity(), cin}, dtype, 0.5, k_dev);
+    const SparseTensor x = base.replace_feats(f);
+    const std::int64_t vol = name.find("k5") != std::string::npos ? 125 : (name.find("k3") != std::string::npos ? 27 : 8);
+    const Array w = Array::full(Shape{vol, cin, cout}, dtype, 0.01, k_dev);
+    TraceSession trace;
+    const SparseTensor y = op(x, w);
+    const OpRecord rec = trace.records().back();
+    const double item = static_cast<double>(itemsize(dtype));
+    const double bytes = item * (static_cast<double>(n) * cin + static_cast<double>(rec.rows_out) * cout +
+                                 static_cast<double>(vol) * cin * cout) +
+                         4.0 * static_cast<double>(rec.rows_out) * vol;
+    const Timing t = time_it([&] { op(x, w); }, runs);
+    Row r = make_row(name, dtype, false, rec.flops, bytes, t, ceil);
+    r.voxels_in = n;
+    r.voxels_out = rec.rows_out;
+    r.edges = rec.edges;
+    r.note = rec.route;
+    rows.push_back(r);
+  };
+  const SparseTensor base = fresh(coords, Array::zeros(Shape{voxels, 1}, DType::f16, k_dev), voxels);
+  for (DType dtype : {DType::f16, DType::f32}) {
+    for (int c : {32, 64, 128, 256}) {
+      layer("subm k3 C=" + std::to_string(c), dtype, c, c,
+            [](const SparseTensor& x, const Array& w) { return ops::subm_conv3d(x, w); }, base);
+    }
+    layer("subm k5 C=32", dtype, 32, 32,
+          [](const SparseTensor& x, const Array& w) { return ops::subm_conv3d(x, w, std::nullopt, {.kernel_size = 5}); },
+          base);
+    layer("conv k2 s2 C=64", dtype, 64, 64,
+          [](const SparseTensor& x, const Array& w) {
+            return ops::conv3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2});
+          },
+          base);
+    const SparseTensor down = ops::conv3d(base, Array::zeros(Shape{8, 1, 1}, DType::f16, k_dev), std::nullopt,
+                                          {.kernel_size = 2, .stride = 2});
+    layer("conv_transpose k2 s2 C=64 (target)", dtype, 64, 64,
+          [&](const SparseTensor& x, const Array& w) {
+            return ops::conv_transpose3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2, .coordinates = base});
+          },
+          down);
+  }
+
+  // ---- report -------------------------------------------------------------------------
+  std::ofstream js(json_path);
+  js << "{\n  \"device\": \"" << gpu << "\",\n  \"input\": \"" << scan_name << "\",\n  \"voxels\": " << voxels
+     << ",\n  \"copy_tb_s\": " << ceil.copy_bytes_per_s / 1e12 << ",\n  \"gemm_tflops\": {\"f16\": " << ceil.gemm_f16 / 1e12
+     << ", \"f32\": " << ceil.gemm_f32 / 1e12 << ", \"tf32\": " << ceil.gemm_tf32 / 1e12 << "},\n  \"cases\": [\n";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    js << "    {\"name\": \"" << r.name << "\", \"dtype\": \"" << r.dtype << "\", \"voxels_in\": " << r.voxels_in
+       << ", \"voxels_out\": " << r.voxels_out << ", \"edges\": " << r.edges << ", \"flops\": " << r.flops
+       << ", \"bytes\": " << r.bytes << ", \"median_ms\": " << r.median_ms << ", \"min_ms\": " << r.min_ms
+       << ", \"tflops\": " << (r.flops / (r.median_ms * 1e9)) << ", \"compute_ratio\": " << r.compute_ratio
+       << ", \"floor_ratio\": " << r.floor_ratio << ", \"note\": \"" << r.note << "\"}" << (i + 1 < rows.size() ? "," : "")
+       << "\n";
+  }
+  js << "  ]\n}\n";
+  std::printf("%-42s %-9s %9s %9s %9s %8s %8s %8s  %s\n", "case", "dtype", "GFLOP", "median", "min", "TFLOP/s",
+              "compute", "floor", "note");
+  for (const Row& r : rows) {
+    std::printf("%-42s %-9s %9.2f %7.3fms %7.3fms %8.2f %8.3f %8.3f  %s\n", r.name.c_str(), r.dtype.c_str(),
+                r.flops / 1e9, r.median_ms, r.min_ms, r.flops / (r.median_ms * 1e9), r.compute_ratio, r.floor_ratio,
+                r.note.c_str());
+  }
+  std::printf("(json: %s)\n", json_path.c_str());
+  return 0;
+}
