@@ -100,7 +100,8 @@ int cmd_demo(const std::vector<std::string>& argv) {
   auto manager = CoordinateManager::create();
   TraceSession voxel_trace;
   ops::Voxelized vox =
-      ops::voxelize(input.cloud.positions, point_features(input.cloud), {.voxel_size = voxel_size, .manager = manager});
+      ops::voxelize(input.cloud.positions.to(device), point_features(input.cloud).to(device),
+                    {.voxel_size = voxel_size, .manager = manager});
   const double voxelize_ms = voxel_trace.records().back().total_ms;
   SparseTensor x = vox.tensor.replace_feats(vox.tensor.feats().astype(dtype));
 

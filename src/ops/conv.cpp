@@ -2,6 +2,8 @@
 // pick a route -> run the backend. One function per public op, sharing run_conv.
 #include "lattice/ops/conv.hpp"
 
+#include <atomic>
+
 #include "backend/cpu/api.hpp"
 #include "backend/cuda/api.hpp"
 #include "lattice/core/relation.hpp"
@@ -30,6 +32,13 @@ std::string_view route_name(ConvRoute route) {
   }
   return "?";
 }
+
+namespace {
+std::atomic<bool> g_autotune{false};
+}  // namespace
+
+void set_conv_autotune(bool enabled) { g_autotune.store(enabled); }
+bool conv_autotune() { return g_autotune.load(); }
 
 namespace {
 

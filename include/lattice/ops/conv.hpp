@@ -30,6 +30,13 @@ enum class ConvRoute : std::uint8_t {
 };
 std::string_view route_name(ConvRoute route);
 
+// Per-shape tuning of the CUDA tile configuration (off by default). When on,
+// the first convolution of each new shape times the candidates once -- a
+// host-facing step that waits for the device -- and caches the fastest; later
+// calls reuse the choice without waiting. Off, a fixed table decides.
+void set_conv_autotune(bool enabled);
+bool conv_autotune();
+
 // Explicit output support: a tensor (its coordinate set), a key of the same
 // manager, or an (N, 4) int32 coordinate array (registered as a new set).
 class TargetCoords {

@@ -14,6 +14,8 @@
 #include <cublas_v2.h>
 
 #include <array>
+#include <bit>
+#include <map>
 #include <mutex>
 
 #include "backend/cuda/api.hpp"
@@ -160,10 +162,66 @@ void gather_gemm_scatter(const Relation& rel, const Array& feats, const Array& w
 
 // ---- implicit GEMM ------------------------------------------------------------------
 
-ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted) {
+// Shapes whose tile configuration was chosen by timing (set_conv_autotune).
+struct TuneKey {
+  int device;
+  DType dtype;
+  int cin, cout, volume, rows_log2;
+  bool sorted, tf32;
+  auto operator<=>(const TuneKey&) const = default;
+};
+std::mutex g_tune_mutex;
+std::map<TuneKey, int>& tune_cache() {
+  static std::map<TuneKey, int> cache;
+  return cache;
+}
+
+// Times every tile configuration once on this launch (host-facing: it waits).
+int tune(const ConvLaunch& p, bool tf32, int fallback) {
+  float best_ms = 1e30f;
+  int best = fallback;
+  for (int c = 0; c < conv_mma_configs(); ++c) {
+    // A sorted map's tile masks are made for one tile height.
+    if (p.tile_masks != nullptr && conv_mma_tile_rows(c) != p.tile_rows) continue;
+    cudaEvent_t a, b;
+    LATTICE_CUDA_CHECK(cudaEventCreate(&a));
+    LATTICE_CUDA_CHECK(cudaEventCreate(&b));
+    launch_conv_mma(p, c, tf32);  // warm-up
+    LATTICE_CUDA_CHECK(cudaEventRecord(a, p.stream));
+    for (int r = 0; r < 3; ++r) launch_conv_mma(p, c, tf32);
+    LATTICE_CUDA_CHECK(cudaEventRecord(b, p.stream));
+    LATTICE_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    LATTICE_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    if (ms < best_ms) {
+      best_ms = ms;
+      best = c;
+    }
+  }
+  return best;
+}
+
+int choose_config(const ConvLaunch& p, bool sorted, bool tf32, int device) {
+  const TuneKey key{device, p.dtype, p.cin, p.cout, p.volume, static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))),
+                    sorted, tf32};
+  {
+    std::lock_guard lock(g_tune_mutex);
+    auto it = tune_cache().find(key);
+    if (it != tune_cache().end()) return it->second;
+  }
+  return -1;
+}
+
+ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted, bool tf32) {
   const bool mma = conv_mma_supported(p);
-  const int config = mma ? tuning::mma_config(p.cin, p.cout, p.volume) : -1;
+  const int device = rel.device().index;
+  int config = mma ? choose_config(p, sorted, tf32, device) : -1;
+  const bool tuning = mma && config < 0 && ops::conv_autotune();
+  if (mma && config < 0) config = tuning::mma_config(p.cin, p.cout, p.rows_cap);
   if (sorted) {
+    // Tuning compares configurations of one tile height (the sorted map's).
     const int tile_rows = mma ? conv_mma_tile_rows(config) : 64;
     const SortedImplicitGemmMap& s = rel.sorted_implicit_gemm_map(tile_rows);
     p.map = ptr<std::int32_t>(s.sorted_map);
@@ -178,7 +236,13 @@ ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted) {
     p.words = m.mask_words;
   }
   if (mma) {
-    launch_conv_mma(p, config);
+    if (tuning) {
+      config = tune(p, tf32, config);
+      std::lock_guard lock(g_tune_mutex);
+      tune_cache()[{device, p.dtype, p.cin, p.cout, p.volume,
+                    static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))), sorted, tf32}] = config;
+    }
+    launch_conv_mma(p, config, tf32);
   } else {
     launch_conv_simt(p);
   }
@@ -200,13 +264,13 @@ ops::ConvRoute conv_relation(const Relation& rel, const Array& feats, const Arra
         gather_gemm_scatter<T>(rel, feats, weight, bias, out, options.allow_tf32);
       });
       return route;
-    case ops::ConvRoute::sorted_implicit_gemm: return run_implicit(rel, p, true);
-    default: return run_implicit(rel, p, false);
+    case ops::ConvRoute::sorted_implicit_gemm: return run_implicit(rel, p, true, options.allow_tf32);
+    default: return run_implicit(rel, p, false, options.allow_tf32);
   }
 }
 
 ops::ConvRoute conv_pointwise(const Array& feats, const Array& rows, const Array& weight,
-                              const std::optional<Array>& bias, Array& out, const ConvOptions& /*options*/) {
+                              const std::optional<Array>& bias, Array& out, const ConvOptions& options) {
   LATTICE_CUDA_CHECK(cudaSetDevice(feats.device().index));
   ConvLaunch p;
   p.x = feats.raw();
@@ -221,7 +285,7 @@ ops::ConvRoute conv_pointwise(const Array& feats, const Array& rows, const Array
   p.dtype = feats.dtype();
   p.stream = stream_of(feats.device());
   if (conv_mma_supported(p)) {
-    launch_conv_mma(p, tuning::mma_config(p.cin, p.cout, 1));
+    launch_conv_mma(p, tuning::mma_config(p.cin, p.cout, p.rows_cap), options.allow_tf32);
   } else {
     launch_conv_simt(p);
   }

@@ -32,10 +32,12 @@ struct ConvLaunch {
 
 // General route: any dtype and channel count (SIMT, float32/float64 accumulation).
 void launch_conv_simt(const ConvLaunch& p);
-// Tensor-core route (mma.sync m16n8k16, float32 accumulation) for float16 and
-// bfloat16 with C_in % 8 == 0, C_out % 8 == 0 and 16-byte aligned buffers.
+// Tensor-core route for float16 / bfloat16 (mma m16n8k16) and float32 (TF32
+// m16n8k8: 3xTF32 split for float32 accuracy, or single TF32 with
+// allow_tf32), with 16-byte rows (C_in, C_out multiples of 8 or 4) and
+// 16-byte aligned buffers.
 bool conv_mma_supported(const ConvLaunch& p);
-void launch_conv_mma(const ConvLaunch& p, int tile_config);
+void launch_conv_mma(const ConvLaunch& p, int tile_config, bool allow_tf32);
 // Tile rows of the mma kernel's configurations (for building matching sorted maps).
 int conv_mma_tile_rows(int tile_config);
 int conv_mma_configs();

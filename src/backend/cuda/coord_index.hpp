@@ -20,9 +20,9 @@ class CudaCoordIndex final : public detail::CoordIndex {
   std::uint64_t mask() const { return static_cast<std::uint64_t>(keys.dim(0)) - 1; }
 };
 
-// An empty table for up to `max_keys` keys (capacity: a power of two >= 2 * max_keys),
-// values set to `initial_value`.
-std::shared_ptr<CudaCoordIndex> make_table(std::int64_t max_keys, std::int32_t initial_value, Device device);
+// An empty table for up to `max_keys` keys (capacity: a power of two >= 2 * max_keys);
+// values start as all-ones (-1 signed, the largest value for unsigned atomicMin).
+std::shared_ptr<CudaCoordIndex> make_table(std::int64_t max_keys, Device device);
 
 // The cached index of `set`, built on first use. Duplicate coordinates among
 // the active rows are recorded as a sticky device error naming `op`.

@@ -7,7 +7,6 @@
 // scan of "first occurrence" flags, so it never depends on thread timing.
 #include <cub/cub.cuh>
 
-#include <climits>
 
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/coord_index.hpp"
@@ -74,7 +73,7 @@ __global__ void k_index_insert(const std::int32_t* coords, const std::int32_t* r
   LATTICE_GRID_LOOP(i, n) {
     const std::int32_t* c = coords + 4 * i;
     const unsigned long long slot = device::hash_claim(t, key_of(c[0], c[1] / sx, c[2] / sy, c[3] / sz));
-    atomicMin(&t.values[slot], static_cast<std::int32_t>(i));
+    atomicMin(reinterpret_cast<unsigned*>(&t.values[slot]), static_cast<unsigned>(i));
   }
 }
 
@@ -151,7 +150,7 @@ __global__ void k_support_insert(const std::int32_t* coords, const std::int32_t*
       continue;
     }
     const unsigned long long slot = device::hash_claim(t, key_of(b, u[0], u[1], u[2]));
-    atomicMin(&t.values[slot], static_cast<std::int32_t>(c));
+    atomicMin(reinterpret_cast<unsigned*>(&t.values[slot]), static_cast<unsigned>(c));
   }
 }
 
@@ -206,8 +205,8 @@ detail::SupportParts build_support(const CoordinateSet& input, const KernelSpec&
   const Geometry g = geometry(spec, input.stride(), out_stride, padding);
   detail::SupportParts parts;
   parts.coords = Array::empty(Shape{candidates, 4}, DType::i32, dev);
-  parts.active_rows = Array::zeros(Shape{}, DType::i32, dev);
-  auto table = make_table(candidates, INT_MAX, dev);
+  parts.active_rows = Array::empty(Shape{}, DType::i32, dev);
+  auto table = make_table(candidates, dev);
   if (candidates > 0) {
     const std::int32_t* coords = ptr<std::int32_t>(input.coords());
     const std::int32_t* rows = ptr<std::int32_t>(input.active_rows());
@@ -227,6 +226,8 @@ detail::SupportParts build_support(const CoordinateSet& input, const KernelSpec&
     k_table_remap<<<grid_for(table->keys.dim(0), k_threads), k_threads, 0, stream>>>(view(*table), table->keys.dim(0),
                                                                                      ptr<std::int32_t>(pos));
     LATTICE_CUDA_LAUNCH_CHECK();
+  } else {
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(parts.active_rows.raw(), 0, sizeof(std::int32_t), stream));
   }
   parts.index = std::move(table);
   return parts;
@@ -285,7 +286,12 @@ __global__ void k_row_masks(const std::int32_t* map, std::int64_t out_cap, int v
 
 __global__ void k_edge_fill(const std::int32_t* map, const std::uint32_t* masks, const std::int32_t* row_offsets,
                             std::int64_t out_cap, int volume, int words, std::int32_t* in_rows,
-                            std::int32_t* out_rows, std::int32_t* kernel_ids) {
+                            std::int32_t* out_rows, std::int32_t* kernel_ids, const std::int32_t* out_count,
+                            std::int32_t* counts) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    counts[0] = row_offsets[out_cap];
+    counts[1] = device::read_count(out_count, out_cap);
+  }
   LATTICE_GRID_LOOP(idx, out_cap * volume) {
     const std::int32_t i = map[idx];
     if (i < 0) continue;
@@ -303,20 +309,17 @@ __global__ void k_edge_fill(const std::int32_t* map, const std::uint32_t* masks,
   }
 }
 
-__global__ void k_edge_counts(const std::int32_t* row_offsets, std::int64_t out_cap, const std::int32_t* out_count,
-                              std::int32_t* counts) {
-  counts[0] = row_offsets[out_cap];
-  counts[1] = device::read_count(out_count, out_cap);
-}
-
 }  // namespace
 
-std::shared_ptr<CudaCoordIndex> make_table(std::int64_t max_keys, std::int32_t initial_value, Device device) {
+std::shared_ptr<CudaCoordIndex> make_table(std::int64_t max_keys, Device device) {
   std::int64_t capacity = 16;
   while (capacity < 2 * max_keys) capacity *= 2;
   auto t = std::make_shared<CudaCoordIndex>(Array::empty(Shape{capacity}, DType::i64, device),
-                                            Array::full(Shape{capacity}, DType::i32, initial_value, device));
+                                            Array::empty(Shape{capacity}, DType::i32, device));
+  // All-ones bytes: empty keys, and values that are the largest unsigned
+  // (atomicMin starts from them) and read as -1 ("absent") when signed.
   LATTICE_CUDA_CHECK(cudaMemsetAsync(t->keys.raw(), 0xff, t->keys.nbytes(), stream_of(device)));
+  LATTICE_CUDA_CHECK(cudaMemsetAsync(t->values.raw(), 0xff, t->values.nbytes(), stream_of(device)));
   return t;
 }
 
@@ -324,7 +327,7 @@ const CudaCoordIndex& coord_index(const CoordinateSet& set, const char* op) {
   auto index = set.index([&]() -> std::shared_ptr<const detail::CoordIndex> {
     const Device dev = set.device();
     const std::int64_t cap = set.capacity();
-    auto table = make_table(cap, INT_MAX, dev);
+    auto table = make_table(cap, dev);
     if (cap > 0) {
       const cudaStream_t stream = stream_of(dev);
       const Int3 s = set.stride();
@@ -392,7 +395,7 @@ detail::EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& o
   parts.in_rows = Array::empty(Shape{edge_cap}, DType::i32, dev);
   parts.out_rows = Array::empty(Shape{edge_cap}, DType::i32, dev);
   parts.kernel_ids = Array::empty(Shape{edge_cap}, DType::i32, dev);
-  parts.counts = Array::zeros(Shape{2}, DType::i32, dev);
+  parts.counts = Array::empty(Shape{2}, DType::i32, dev);  // written by k_edge_fill
   if (out_cap > 0) {
     const unsigned grid = grid_for(out_cap * volume, k_threads);
     const std::int32_t* out_coords = ptr<std::int32_t>(output.coords());
@@ -415,13 +418,12 @@ detail::EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& o
     k_edge_fill<<<grid, k_threads, 0, stream>>>(ptr<std::int32_t>(igemm.out_in_map), ptr<std::uint32_t>(igemm.masks),
                                                 ptr<std::int32_t>(csr.row_offsets), out_cap, static_cast<int>(volume),
                                                 words, ptr<std::int32_t>(parts.in_rows),
-                                                ptr<std::int32_t>(parts.out_rows), ptr<std::int32_t>(parts.kernel_ids));
-    LATTICE_CUDA_LAUNCH_CHECK();
-    k_edge_counts<<<1, 1, 0, stream>>>(ptr<std::int32_t>(csr.row_offsets), out_cap, out_count,
-                                       ptr<std::int32_t>(parts.counts));
+                                                ptr<std::int32_t>(parts.out_rows), ptr<std::int32_t>(parts.kernel_ids),
+                                                out_count, ptr<std::int32_t>(parts.counts));
     LATTICE_CUDA_LAUNCH_CHECK();
   } else {
     LATTICE_CUDA_CHECK(cudaMemsetAsync(csr.row_offsets.raw(), 0, csr.row_offsets.nbytes(), stream));
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(parts.counts.raw(), 0, parts.counts.nbytes(), stream));
   }
   parts.output_csr = std::move(csr);
   parts.implicit_gemm = std::move(igemm);

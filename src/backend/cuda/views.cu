@@ -81,8 +81,14 @@ __global__ void k_out_histogram(EdgeView ev, std::int32_t* histogram) {
   LATTICE_GRID_LOOP(e, n) { atomicAdd(&histogram[ev.out_rows[e]], 1); }
 }
 
-__global__ void k_iota(std::int32_t* out, std::int64_t n) {
-  LATTICE_GRID_LOOP(i, n) { out[i] = static_cast<std::int32_t>(i); }
+// First LSD pass: the identity permutation and the keys of word 0.
+__global__ void k_mask_keys_first(const std::uint32_t* masks, const std::int32_t* out_count, std::int64_t cap,
+                                  int words, std::uint32_t* keys, std::int32_t* perm) {
+  const std::int64_t n = device::read_count(out_count, cap);
+  LATTICE_GRID_LOOP(j, cap) {
+    perm[j] = static_cast<std::int32_t>(j);
+    keys[j] = j < n ? ~masks[j * words] : 0xffffffffu;
+  }
 }
 
 // Sort key of word w for sorted position j: complemented mask (fuller masks
@@ -96,26 +102,21 @@ __global__ void k_mask_keys(const std::uint32_t* masks, const std::int32_t* perm
   }
 }
 
-__global__ void k_gather_sorted(const std::int32_t* map, const std::int32_t* perm, std::int64_t cap, int volume,
-                                std::int32_t* sorted, std::int32_t* sorted_kt) {
+// Sorted map, its K-major transpose and the tile OR-masks (tile_masks zeroed first).
+__global__ void k_gather_sorted(const std::int32_t* map, const std::uint32_t* masks, const std::int32_t* perm,
+                                std::int64_t cap, int volume, int words, int tile_rows, std::int32_t* sorted,
+                                std::int32_t* sorted_kt, std::uint32_t* tile_masks) {
   LATTICE_GRID_LOOP(idx, cap * volume) {
     const std::int64_t j = idx / volume;
     const int k = static_cast<int>(idx % volume);
-    const std::int32_t v = map[static_cast<std::int64_t>(perm[j]) * volume + k];
+    const std::int64_t o = perm[j];
+    const std::int32_t v = map[o * volume + k];
     sorted[idx] = v;
     sorted_kt[static_cast<std::int64_t>(k) * cap + j] = v;
-  }
-}
-
-__global__ void k_tile_masks(const std::uint32_t* masks, const std::int32_t* perm, std::int64_t cap, int words,
-                             int tile_rows, std::int64_t tiles, std::uint32_t* tile_masks) {
-  LATTICE_GRID_LOOP(idx, tiles * words) {
-    const std::int64_t t = idx / words;
-    const int w = static_cast<int>(idx % words);
-    std::uint32_t bits = 0;
-    const std::int64_t end = min(cap, (t + 1) * tile_rows);
-    for (std::int64_t j = t * tile_rows; j < end; ++j) bits |= masks[static_cast<std::int64_t>(perm[j]) * words + w];
-    tile_masks[idx] = bits;
+    if (k < words) {
+      const std::uint32_t bits = masks[o * words + k];
+      if (bits) atomicOr(&tile_masks[(j / tile_rows) * words + k], bits);
+    }
   }
 }
 
@@ -181,20 +182,23 @@ SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int ti
   v.tile_rows = tile_rows;
   v.mask_words = words;
   Array perm = Array::empty(Shape{cap}, DType::i32, dev);
-  if (cap > 0) {
-    k_iota<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(ptr<std::int32_t>(perm), cap);
-    LATTICE_CUDA_LAUNCH_CHECK();
-  }
   // LSD over mask words: least significant word first, each pass stable.
+  // Complemented masks agree above bit K % 32 of the last word, so those bits need no pass.
   Array keys = Array::empty(Shape{cap}, DType::u32, dev);
+  const std::int32_t* out_count = ptr<std::int32_t>(out->active_rows());
   for (int w = 0; w < words && cap > 0; ++w) {
-    k_mask_keys<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(ptr<std::uint32_t>(base.masks),
-                                                                    ptr<std::int32_t>(perm),
-                                                                    ptr<std::int32_t>(out->active_rows()), cap, words,
-                                                                    w, ptr<std::uint32_t>(keys));
+    if (w == 0) {
+      k_mask_keys_first<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(
+          ptr<std::uint32_t>(base.masks), out_count, cap, words, ptr<std::uint32_t>(keys), ptr<std::int32_t>(perm));
+    } else {
+      k_mask_keys<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(ptr<std::uint32_t>(base.masks),
+                                                                      ptr<std::int32_t>(perm), out_count, cap, words,
+                                                                      w, ptr<std::uint32_t>(keys));
+    }
     LATTICE_CUDA_LAUNCH_CHECK();
+    const int end_bit = (w == words - 1 && volume % 32 != 0) ? volume % 32 : 32;
     Array sorted_keys, next;
-    sort_pairs(keys, perm, sorted_keys, next);
+    sort_pairs(keys, perm, sorted_keys, next, 0, end_bit);
     perm = next;
   }
   v.perm = perm;
@@ -202,13 +206,11 @@ SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int ti
   v.sorted_map_kt = Array::empty(Shape{volume, cap}, DType::i32, dev);
   const std::int64_t tiles = (cap + tile_rows - 1) / tile_rows;
   v.tile_masks = Array::empty(Shape{tiles, words}, DType::u32, dev);
+  if (tiles > 0) LATTICE_CUDA_CHECK(cudaMemsetAsync(v.tile_masks.raw(), 0, v.tile_masks.nbytes(), stream));
   if (cap > 0) {
     k_gather_sorted<<<grid_for(cap * volume, k_threads), k_threads, 0, stream>>>(
-        ptr<std::int32_t>(base.out_in_map), ptr<std::int32_t>(v.perm), cap, volume, ptr<std::int32_t>(v.sorted_map),
-        ptr<std::int32_t>(v.sorted_map_kt));
-    LATTICE_CUDA_LAUNCH_CHECK();
-    k_tile_masks<<<grid_for(tiles * words, k_threads), k_threads, 0, stream>>>(
-        ptr<std::uint32_t>(base.masks), ptr<std::int32_t>(v.perm), cap, words, tile_rows, tiles,
+        ptr<std::int32_t>(base.out_in_map), ptr<std::uint32_t>(base.masks), ptr<std::int32_t>(v.perm), cap, volume,
+        words, tile_rows, ptr<std::int32_t>(v.sorted_map), ptr<std::int32_t>(v.sorted_map_kt),
         ptr<std::uint32_t>(v.tile_masks));
     LATTICE_CUDA_LAUNCH_CHECK();
   }

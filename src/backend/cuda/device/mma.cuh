@@ -55,4 +55,25 @@ __device__ __forceinline__ void mma_16816(float d[4], const std::uint32_t a[4], 
   }
 }
 
+// x as a TF32 value (round to nearest, ties away), and with `split` also the
+// TF32 rounding of the remainder, so that hi + lo carries float32 precision.
+__device__ __forceinline__ void split_tf32(float x, std::uint32_t& hi, std::uint32_t& lo, bool split) {
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(x));
+  if (split) {
+    const float rest = x - __uint_as_float(hi);
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+  } else {
+    lo = 0;
+  }
+}
+
+// d += a * b for one m16n8k8 TF32 tile (row-major A, column-major B).
+__device__ __forceinline__ void mma_1688_tf32(float d[4], const std::uint32_t a[4], std::uint32_t b0,
+                                              std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 }  // namespace lattice::cuda::device

@@ -1,6 +1,9 @@
 // The route table of the CUDA convolution: which route and tile shape a layer
-// shape gets when the caller asks for `automatic`. Kept apart from the kernels.
+// shape gets when the caller asks for `automatic` and no tuned choice is
+// cached. Kept apart from the kernels.
 #pragma once
+
+#include <cstdint>
 
 #include "lattice/core/dtype.hpp"
 #include "lattice/ops/conv.hpp"
@@ -15,6 +18,10 @@ inline ops::ConvRoute select_route(DType /*dtype*/, int /*cin*/, int /*cout*/, i
 }
 
 // Tile configuration of the tensor-core kernel (tuning/conv_tiles.hpp).
-inline int mma_config(int /*cin*/, int cout, int /*volume*/) { return cout >= 128 ? 2 : 0; }
+inline int mma_config(int cin, int cout, std::int64_t rows) {
+  if (cout >= 128) return rows >= 32768 ? 3 : 2;
+  if (cin >= 64) return 4;
+  return rows >= 65536 ? 1 : 0;
+}
 
 }  // namespace lattice::cuda::tuning
