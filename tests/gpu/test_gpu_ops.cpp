@@ -149,7 +149,7 @@ TEST_F(GpuVoxelize, SemanticKittiScanIsBitExact) {
 class GpuMinkUNet : public GpuTest {};
 
 SparseTensor scan_input(Device device, DType dtype, const std::shared_ptr<CoordinateManager>& m) {
-  const io::PointCloud scan = sim::simulate_lidar_scan({.seed = 2, .azimuth_steps = 600});
+  const io::PointCloud scan = sim::simulate_lidar_scan({.seed = 2, .azimuth_steps = 400});
   const ops::Voxelized v = ops::voxelize(scan.positions.to(device), scan.positions.to(device),
                                          {.voxel_size = 0.1, .manager = m});
   const SparseTensor x = v.tensor.replace_feats(v.tensor.feats().astype(dtype));
@@ -159,8 +159,8 @@ SparseTensor scan_input(Device device, DType dtype, const std::shared_ptr<Coordi
 
 TEST_F(GpuMinkUNet, AgreesWithTheCpuAndIsDeterministic) {
   for (DType dtype : {DType::f32, DType::f16}) {
-    const models::MinkUNet cpu_net({.width = 16}, 11, dtype, Device::cpu());
-    const models::MinkUNet gpu_net({.width = 16}, 11, dtype, k_gpu);
+    const models::MinkUNet cpu_net({.width = 8}, 11, dtype, Device::cpu());
+    const models::MinkUNet gpu_net({.width = 8}, 11, dtype, k_gpu);
     const SparseTensor xc = scan_input(Device::cpu(), dtype, CoordinateManager::create());
     const SparseTensor xg = scan_input(k_gpu, dtype, CoordinateManager::create());
     const auto yc = to_doubles(cpu_net.forward(xc).feats().rows(0, xc.rows()));
