@@ -107,6 +107,8 @@ int cmd_demo(const std::vector<std::string>& argv) {
 
   models::MinkUNetConfig config;
   config.width = static_cast<int>(args.int_or("width", 32));
+  // --inference: batch norm with running statistics, fused into the convolutions.
+  config.batch_statistics = !args.flag("inference");
   const models::MinkUNet model(config, static_cast<std::uint64_t>(args.int_or("seed", 0)), dtype, device);
 
   const BackendInfo info = backend_info();
@@ -114,8 +116,9 @@ int cmd_demo(const std::vector<std::string>& argv) {
   std::printf("input:      %s, read in %.1f ms\n", input.description.c_str(), load_ms);
   std::printf("voxelize:   %s voxels at %.3g m (mean of x, y, z, intensity) in %.1f ms\n", grouped(x.rows()).c_str(),
               voxel_size, voxelize_ms);
-  std::printf("model:      MinkUNet width %d, %s parameters, %s, seeded untrained weights, batch-statistics BN\n",
-              config.width, grouped(model.num_parameters()).c_str(), std::string(dtype_name(dtype)).c_str());
+  std::printf("model:      MinkUNet width %d, %s parameters, %s, seeded untrained weights, %s\n", config.width,
+              grouped(model.num_parameters()).c_str(), std::string(dtype_name(dtype)).c_str(),
+              config.batch_statistics ? "batch-statistics BN" : "inference BN fused into the convolutions");
   if (device.is_cpu()) {
     std::printf("device:     cpu, %d threads, %s\n\n", info.cpu_threads, info.blas.c_str());
   } else {

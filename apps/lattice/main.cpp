@@ -27,6 +27,9 @@ commands:
      --azimuth-steps N     built-in scan: samples per revolution (default 2000)
      --sweeps N            built-in scan: aggregated sweeps (default 1)
      --runs N              timed cached runs after the first (default 1)
+     --device cpu|cuda[:N] where to run (default: the GPU when there is one)
+     --inference           batch norm from running statistics, fused into the
+                           convolutions (default: batch statistics, separate ops)
   help                     this text
 
 FILE may be a KITTI/SemanticKITTI .bin, a .pcd or a .ply file.

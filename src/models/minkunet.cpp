@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "lattice/core/trace.hpp"
 #include "lattice/ops/conv.hpp"
@@ -38,8 +39,11 @@ MinkUNet::Conv make_conv(SplitMix& rng, int kernel, int stride, int cin, int cou
 }
 
 MinkUNet::Norm make_norm(int c, Device device) {
-  return {Array::full(Shape{c}, DType::f32, 1.0, device), Array::zeros(Shape{c}, DType::f32, device),
-          Array::zeros(Shape{c}, DType::f32, device), Array::full(Shape{c}, DType::f32, 1.0, device)};
+  MinkUNet::Norm n{Array::full(Shape{c}, DType::f32, 1.0, device), Array::zeros(Shape{c}, DType::f32, device),
+                   Array::zeros(Shape{c}, DType::f32, device), Array::full(Shape{c}, DType::f32, 1.0, device), {}, {}};
+  std::tie(n.scale, n.shift) = ops::batch_norm_fold(
+      {.weight = n.gamma, .bias = n.beta, .running_mean = n.running_mean, .running_var = n.running_var});
+  return n;
 }
 
 MinkUNet::Block make_block(SplitMix& rng, int cin, int cout, DType dtype, Device device) {
@@ -56,49 +60,67 @@ MinkUNet::Block make_block(SplitMix& rng, int cin, int cout, DType dtype, Device
   return b;
 }
 
+// Runs the layers. With batch statistics, each convolution is followed by
+// batch_norm, ReLU and the residual add as separate ops; in inference mode
+// (running statistics) the folded batch norm, the residual and the ReLU are
+// fused into the convolution's epilogue: one pass over each output.
 class Runner {
  public:
   Runner(bool batch_statistics, bool allow_tf32) : batch_statistics_(batch_statistics), tf32_(allow_tf32) {}
+  bool tf32() const { return tf32_; }
 
-  SparseTensor subm(const SparseTensor& x, const MinkUNet::Conv& c) const {
-    return ops::subm_conv3d(x, c.weight, std::nullopt, {.kernel_size = c.kernel, .allow_tf32 = tf32_});
+  // conv(epilogue) followed by norm, optional residual and optional ReLU.
+  template <class ConvFn>
+  SparseTensor conv_norm(const ConvFn& conv, const MinkUNet::Norm& n, bool relu,
+                         const SparseTensor* residual = nullptr) const {
+    if (!batch_statistics_) {
+      ops::ConvEpilogue e;
+      e.scale = n.scale;
+      e.shift = n.shift;
+      if (residual) e.residual = *residual;
+      e.relu = relu;
+      return conv(e);
+    }
+    SparseTensor y = ops::batch_norm(conv(ops::ConvEpilogue{}), {.weight = n.gamma,
+                                                                  .bias = n.beta,
+                                                                  .running_mean = n.running_mean,
+                                                                  .running_var = n.running_var,
+                                                                  .training = true})
+                         .output;
+    if (residual) y = ops::add(y, *residual);
+    return relu ? ops::relu(y) : y;
   }
-  SparseTensor norm(const SparseTensor& x, const MinkUNet::Norm& n) const {
-    return ops::batch_norm(x, {.weight = n.gamma,
-                               .bias = n.beta,
-                               .running_mean = n.running_mean,
-                               .running_var = n.running_var,
-                               .training = batch_statistics_})
-        .output;
+
+  SparseTensor subm_norm(const SparseTensor& x, const MinkUNet::Conv& c, const MinkUNet::Norm& n, bool relu,
+                         const SparseTensor* residual = nullptr) const {
+    return conv_norm(
+        [&](const ops::ConvEpilogue& e) {
+          return ops::subm_conv3d(x, c.weight, std::nullopt, {.kernel_size = c.kernel, .allow_tf32 = tf32_, .epilogue = e});
+        },
+        n, relu, residual);
   }
-  SparseTensor norm_relu(const SparseTensor& x, const MinkUNet::Norm& n) const { return ops::relu(norm(x, n)); }
 
   SparseTensor block(const SparseTensor& x, const MinkUNet::Block& b, const std::string& name) const {
-    SparseTensor y, shortcut;
-    {
-      TraceLabel label(name + ".conv1");
-      y = norm_relu(subm(x, b.conv1), b.norm1);
-    }
-    {
-      TraceLabel label(name + ".conv2");
-      y = norm(subm(y, b.conv2), b.norm2);
-    }
+    SparseTensor y, shortcut = x;
     if (b.has_shortcut) {
       TraceLabel label(name + ".shortcut");
-      shortcut = norm(ops::conv3d(x, b.shortcut.weight, std::nullopt, {.kernel_size = 1, .allow_tf32 = tf32_}), b.shortcut_norm);
-    } else {
-      shortcut = x;
+      shortcut = conv_norm(
+          [&](const ops::ConvEpilogue& e) {
+            return ops::conv3d(x, b.shortcut.weight, std::nullopt, {.kernel_size = 1, .allow_tf32 = tf32_, .epilogue = e});
+          },
+          b.shortcut_norm, false);
     }
-    TraceLabel label(name + ".add");
-    return ops::relu(ops::add(y, shortcut));
+    {
+      TraceLabel label(name + ".conv1");
+      y = subm_norm(x, b.conv1, b.norm1, true);
+    }
+    TraceLabel label(name + ".conv2");
+    return subm_norm(y, b.conv2, b.norm2, true, &shortcut);  // relu(norm(conv2(y)) + shortcut)
   }
 
  private:
   bool batch_statistics_;
   bool tf32_;
-
- public:
-  bool tf32() const { return tf32_; }
 };
 
 int scaled(int base, int width) { return std::max(1, static_cast<int>(std::lround(base * width / 32.0))); }
@@ -154,11 +176,11 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
   std::array<SparseTensor, 5> levels;  // stem output, then encoder stages 1..4
   {
     TraceLabel label("stem.conv1");
-    levels[0] = run.norm_relu(run.subm(input, stem1_), stem_norm1_);
+    levels[0] = run.subm_norm(input, stem1_, stem_norm1_, true);
   }
   {
     TraceLabel label("stem.conv2");
-    levels[0] = run.norm_relu(run.subm(levels[0], stem2_), stem_norm2_);
+    levels[0] = run.subm_norm(levels[0], stem2_, stem_norm2_, true);
   }
   for (std::size_t s = 0; s < 4; ++s) {
     const std::string name = "enc" + std::to_string(s + 1);
@@ -166,9 +188,12 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
     SparseTensor x;
     {
       TraceLabel label(name + ".down");
-      x = run.norm_relu(ops::conv3d(levels[s], st.resample.weight, std::nullopt,
-                                    {.kernel_size = 2, .stride = 2, .allow_tf32 = run.tf32()}),
-                        st.resample_norm);
+      x = run.conv_norm(
+          [&](const ops::ConvEpilogue& e) {
+            return ops::conv3d(levels[s], st.resample.weight, std::nullopt,
+                               {.kernel_size = 2, .stride = 2, .allow_tf32 = run.tf32(), .epilogue = e});
+          },
+          st.resample_norm, true);
     }
     for (std::size_t b = 0; b < st.blocks.size(); ++b)
       x = run.block(x, st.blocks[b], name + ".block" + std::to_string(b + 1));
@@ -182,9 +207,13 @@ SparseTensor MinkUNet::forward(const SparseTensor& input) const {
     {
       TraceLabel label(name + ".up");
       // Onto the matching encoder level's coordinates: the output shares its key.
-      x = run.norm_relu(ops::conv_transpose3d(x, st.resample.weight, std::nullopt,
-                                              {.kernel_size = 2, .stride = 2, .coordinates = skip, .allow_tf32 = run.tf32()}),
-                        st.resample_norm);
+      x = run.conv_norm(
+          [&](const ops::ConvEpilogue& e) {
+            return ops::conv_transpose3d(
+                x, st.resample.weight, std::nullopt,
+                {.kernel_size = 2, .stride = 2, .coordinates = skip, .allow_tf32 = run.tf32(), .epilogue = e});
+          },
+          st.resample_norm, true);
     }
     {
       TraceLabel label(name + ".cat");

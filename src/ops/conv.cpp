@@ -49,7 +49,46 @@ struct ConvCall {
   const TargetCoords* target;
   ConvRoute route;
   bool allow_tf32;
+  const ConvEpilogue* epilogue;
 };
+
+// Checks the epilogue's arrays (the residual's key is checked once the output is known).
+void check_epilogue(const ConvEpilogue& e, std::int64_t cout, const SparseTensor& x, const char* op) {
+  detail::check_vector(e.scale, cout, DType::f32, x.device(), op, "epilogue.scale");
+  detail::check_vector(e.shift, cout, DType::f32, x.device(), op, "epilogue.shift");
+  if (e.residual) {
+    check(e.residual->defined(), op, "epilogue.residual", "undefined sparse tensor");
+    check<TypeError>(e.residual->dtype() == x.dtype(), op, "epilogue.residual", "dtype ",
+                     dtype_name(e.residual->dtype()), " differs from the features' ", dtype_name(x.dtype()));
+    check<DeviceError>(e.residual->device() == x.device(), op, "epilogue.residual", "is on ",
+                       e.residual->device().str(), " but the features are on ", x.device().str());
+    check(e.residual->channels() == cout, op, "epilogue.residual", "has ", e.residual->channels(),
+          " channels, the output has ", cout);
+  }
+}
+
+void check_residual_key(const ConvEpilogue& e, const CoordinateMapKey& out_key, const char* op) {
+  if (!e.residual) return;
+  check(e.residual->key() == out_key, op, "epilogue.residual", "coordinate key ", e.residual->key().str(),
+        " differs from the output's ", out_key.str(), "; the residual must live on the output coordinates");
+}
+
+cpu::Epilogue cpu_epilogue(const ConvEpilogue& e) {
+  return {e.scale ? &*e.scale : nullptr, e.shift ? &*e.shift : nullptr,
+          e.residual ? &e.residual->feats() : nullptr, e.relu};
+}
+
+cuda::ConvOptions cuda_options(const ConvCall& call) {
+  cuda::ConvOptions o;
+  o.route = call.route;
+  o.allow_tf32 = call.allow_tf32;
+  const ConvEpilogue& e = *call.epilogue;
+  o.scale = e.scale ? static_cast<const float*>(e.scale->raw()) : nullptr;
+  o.shift = e.shift ? static_cast<const float*>(e.shift->raw()) : nullptr;
+  o.residual = e.residual ? e.residual->feats().raw() : nullptr;
+  o.relu = e.relu;
+  return o;
+}
 
 // Resolves the target support into a coordinate set of x's manager at `stride`.
 std::shared_ptr<const CoordinateSet> resolve_target(const SparseTensor& x, const TargetCoords& target, Int3 stride,
@@ -113,18 +152,19 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
   const std::int64_t cin = x.channels();
   const std::int64_t cout = detail::check_weight(weight, call.spec, cin, x.dtype(), x.device(), op);
   detail::check_vector(bias, cout, x.dtype(), x.device(), op, "bias");
+  check_epilogue(*call.epilogue, cout, x, op);
   detail::OpTrace trace(x.device());
-  const cuda::ConvOptions cuda_options{call.route, call.allow_tf32};
 
   const bool has_target = call.target != nullptr && call.target->has_value();
   // Pointwise without a target is a plain feature matrix product on the same identity.
   if (call.kind == RelationKind::forward && call.spec.is_pointwise() && !has_target &&
       (call.route == ConvRoute::automatic || call.route == ConvRoute::pointwise_matmul)) {
+    check_residual_key(*call.epilogue, x.key(), op);
     Array out = Array::empty(Shape{x.capacity(), cout}, x.dtype(), x.device());
     if (x.device().is_cpu()) {
-      cpu::conv_pointwise(x.feats(), x.rows(), kernel_major(weight), bias, out);
+      cpu::conv_pointwise(x.feats(), x.rows(), kernel_major(weight), bias, out, cpu_epilogue(*call.epilogue));
     } else {
-      cuda::conv_pointwise(x.feats(), x.active_rows(), kernel_major(weight), bias, out, cuda_options);
+      cuda::conv_pointwise(x.feats(), x.active_rows(), kernel_major(weight), bias, out, cuda_options(call));
     }
     trace.record(conv_record(op, ConvRoute::pointwise_matmul, cin, cout), x.coordinate_set(), x.coordinate_set(),
                  nullptr, true);
@@ -143,13 +183,14 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
   trace.relation_done(cached);
 
   const auto output = rel->output();
+  check_residual_key(*call.epilogue, output->key(), op);
   Array out = Array::empty(Shape{output->capacity(), cout}, x.dtype(), x.device());
   ConvRoute route;
   if (x.device().is_cpu()) {
     route = select_cpu_route(call.route);
-    cpu::conv_relation(*rel, x.feats(), kernel_major(weight), bias, out, route);
+    cpu::conv_relation(*rel, x.feats(), kernel_major(weight), bias, out, route, cpu_epilogue(*call.epilogue));
   } else {
-    route = cuda::conv_relation(*rel, x.feats(), kernel_major(weight), bias, out, cuda_options);
+    route = cuda::conv_relation(*rel, x.feats(), kernel_major(weight), bias, out, cuda_options(call));
   }
   trace.record(conv_record(op, route, cin, cout), x.coordinate_set(), output, rel, true);
   return SparseTensor(output, x.manager(), std::move(out));
@@ -160,7 +201,7 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
 SparseTensor conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                     const Conv3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
-  return run_conv(x, weight, bias, {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route, params.allow_tf32});
+  return run_conv(x, weight, bias, {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route, params.allow_tf32, &params.epilogue});
 }
 
 SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
@@ -169,14 +210,14 @@ SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::
   check(k.x % 2 == 1 && k.y % 2 == 1 && k.z % 2 == 1, "subm_conv3d", "kernel_size", "must be odd on every axis, got ",
         k.str());
   const KernelSpec spec{k, Int3{1}, Int3{0}, params.dilation};
-  return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route, params.allow_tf32});
+  return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route, params.allow_tf32, &params.epilogue});
 }
 
 SparseTensor conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                               const ConvTranspose3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
   return run_conv(x, weight, bias,
-                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route, params.allow_tf32});
+                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route, params.allow_tf32, &params.epilogue});
 }
 
 SparseTensor generative_conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
@@ -184,7 +225,7 @@ SparseTensor generative_conv_transpose3d(const SparseTensor& x, const Array& wei
   const KernelSpec spec{params.kernel_size, params.stride, Int3{0}, Int3{1}};
   return run_conv(x, weight, bias,
                   {"generative_conv_transpose3d", RelationKind::generative, spec, &params.coordinates, params.route,
-                   params.allow_tf32});
+                   params.allow_tf32, &params.epilogue});
 }
 
 }  // namespace lattice::ops

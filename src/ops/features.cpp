@@ -2,6 +2,7 @@
 #include "lattice/ops/features.hpp"
 
 #include <cmath>
+#include <vector>
 
 #include "backend/cpu/api.hpp"
 #include "backend/cuda/api.hpp"
@@ -77,6 +78,40 @@ BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args) {
   }
   trace.record(feature_record(op, c, c), x.coordinate_set(), x.coordinate_set(), nullptr, false);
   return {x.replace_feats(std::move(out)), std::move(mean), std::move(var)};
+}
+
+std::pair<Array, Array> batch_norm_fold(const BatchNormArgs& args) {
+  constexpr const char* op = "batch_norm_fold";
+  check(args.running_mean.defined(), op, "running_mean", "undefined array");
+  check(args.running_var.defined(), op, "running_var", "undefined array");
+  check(args.running_mean.ndim() == 1, op, "running_mean", "must have shape (C,), got ",
+        args.running_mean.shape().str());
+  const std::int64_t c = args.running_mean.dim(0);
+  const Device device = args.running_mean.device();
+  auto check_param = [&](const std::optional<Array>& v, const char* arg) {
+    if (!v) return;
+    check(v->defined(), op, arg, "undefined array");
+    check<TypeError>(is_floating(v->dtype()), op, arg, "must be floating, got ", dtype_name(v->dtype()));
+    detail::check_vector(v, c, v->dtype(), device, op, arg);
+  };
+  check_param(args.running_var, "running_var");
+  check_param(args.weight, "weight");
+  check_param(args.bias, "bias");
+  check(std::isfinite(args.eps) && args.eps > 0, op, "eps", "must be positive, got ", args.eps);
+  auto host = [&](const std::optional<Array>& v, double fallback) {
+    std::vector<double> out(static_cast<std::size_t>(c), fallback);
+    if (v) out = v->to(Device::cpu()).astype(DType::f64).to_vector<double>();
+    return out;
+  };
+  const auto mean = host(args.running_mean, 0), var = host(args.running_var, 1);
+  const auto gamma = host(args.weight, 1), beta = host(args.bias, 0);
+  std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
+  for (std::size_t j = 0; j < scale.size(); ++j) {
+    const double s = gamma[j] / std::sqrt(var[j] + args.eps);
+    scale[j] = static_cast<float>(s);
+    shift[j] = static_cast<float>(beta[j] - mean[j] * s);
+  }
+  return {Array::from_vector(scale, Shape{c}, device), Array::from_vector(shift, Shape{c}, device)};
 }
 
 SparseTensor add(const SparseTensor& a, const SparseTensor& b) {

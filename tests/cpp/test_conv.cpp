@@ -346,3 +346,79 @@ TEST(ConvEdgeCases, StrideBookkeepingRoundTrip) {
 
 }  // namespace
 }  // namespace lattice::testing
+
+namespace lattice::testing {
+namespace {
+
+// The fused epilogue equals the unfused sequence: relu((conv + b) * scale + shift + residual).
+class ConvEpilogueTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(ConvEpilogueTest, MatchesTheUnfusedSequence) {
+  const DType dtype = GetParam();
+  Rng rng(17 + static_cast<int>(dtype));
+  auto m = CoordinateManager::create();
+  const auto coords = random_coords(rng, 2, -5, 4, {1, 1, 1}, 0.25);
+  const auto n = static_cast<std::int64_t>(coords.size());
+  const int cin = 8, cout = 16;
+  const SparseTensor x = SparseTensor::from_coords(
+      coords_array(coords), make_array(random_values(rng, static_cast<std::size_t>(n * cin)), Shape{n, cin}, dtype),
+      {.manager = m});
+  const Array w =
+      make_array(random_values(rng, static_cast<std::size_t>(27 * cin * cout)), Shape{27, cin, cout}, dtype);
+  const Array b = make_array(random_values(rng, cout), Shape{cout}, dtype);
+  const Array scale = make_array(random_values(rng, cout), Shape{cout}, DType::f32);
+  const Array shift = make_array(random_values(rng, cout), Shape{cout}, DType::f32);
+  const SparseTensor residual =
+      x.replace_feats(make_array(random_values(rng, static_cast<std::size_t>(n * cout)), Shape{n, cout}, dtype));
+  for (bool relu : {false, true}) {
+    const SparseTensor fused =
+        ops::subm_conv3d(x, w, b, {.epilogue = {.scale = scale, .shift = shift, .residual = residual, .relu = relu}});
+    const SparseTensor plain = ops::subm_conv3d(x, w, b);
+    const auto y = to_doubles(plain.feats()), r = to_doubles(residual.feats());
+    const auto sc = to_doubles(scale), sh = to_doubles(shift);
+    std::vector<double> expect(y.size()), mag(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      const std::size_t c = i % cout;
+      double v = y[i] * sc[c] + sh[c] + r[i];
+      expect[i] = relu ? std::max(v, 0.0) : v;
+      mag[i] = std::abs(y[i] * sc[c]) + std::abs(sh[c]) + std::abs(r[i]) + 1.0;
+    }
+    const std::string report = compare_elements(to_doubles(fused.feats()), expect, mag, 2 * tolerance_for(dtype), cout);
+    EXPECT_TRUE(report.empty()) << report;
+    EXPECT_EQ(fused.key(), x.key());
+  }
+  // Pointwise and strided convolutions take the epilogue too.
+  const SparseTensor p = ops::conv3d(x, make_array(random_values(rng, cin * cout), Shape{cout, cin}, dtype),
+                                     std::nullopt, {.kernel_size = 1, .epilogue = {.relu = true}});
+  for (double v : to_doubles(p.feats())) EXPECT_GE(v, 0.0);
+  const SparseTensor d = ops::conv3d(x, make_array(random_values(rng, 8 * cin * cout), Shape{8, cin, cout}, dtype),
+                                     std::nullopt, {.kernel_size = 2, .stride = 2, .epilogue = {.shift = shift}});
+  EXPECT_EQ(d.channels(), cout);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, ConvEpilogueTest, ::testing::Values(DType::f32, DType::f64, DType::f16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(ConvEpilogueTest, Errors) {
+  auto m = CoordinateManager::create();
+  const SparseTensor x =
+      SparseTensor::from_coords(Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 0, 0, 1, 0, 0}, Shape{2, 4}),
+                                Array::full(Shape{2, 3}, DType::f32, 1.0), {.manager = m});
+  const Array w = Array::full(Shape{27, 3, 4}, DType::f32, 1.0);
+  expect_error<ValueError>(
+      m, [&] { ops::subm_conv3d(x, w, std::nullopt, {.epilogue = {.scale = Array::zeros(Shape{3}, DType::f32)}}); },
+      {"[subm_conv3d]", "'epilogue.scale'", "(4,)"});
+  expect_error<TypeError>(
+      m, [&] { ops::subm_conv3d(x, w, std::nullopt, {.epilogue = {.shift = Array::zeros(Shape{4}, DType::f64)}}); },
+      {"'epilogue.shift'", "float64"});
+  const SparseTensor other =
+      SparseTensor::from_coords(Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 0, 0, 1, 0, 0}, Shape{2, 4}),
+                                Array::full(Shape{2, 4}, DType::f32, 1.0), {.manager = m});
+  expect_error<ValueError>([&] { ops::subm_conv3d(x, w, std::nullopt, {.epilogue = {.residual = other}}); },
+                           {"'epilogue.residual'", "coordinate key"});
+  expect_error<ValueError>([&] { ops::subm_conv3d(x, w, std::nullopt, {.epilogue = {.residual = x}}); },
+                           {"'epilogue.residual'", "3 channels"});
+}
+
+}  // namespace
+}  // namespace lattice::testing

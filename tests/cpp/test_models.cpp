@@ -81,5 +81,26 @@ TEST(MinkUNet, RejectsWrongInputs) {
   EXPECT_THROW(models::MinkUNet({.width = 0}, 1), ValueError);
 }
 
+TEST(MinkUNet, InferenceModeFusesAndTracksFloat64) {
+  // Running-statistics batch norm is folded into the convolutions' epilogues.
+  const SparseTensor x64 = scene(DType::f64, 6, 1);
+  const models::MinkUNetConfig cfg{.width = 8, .batch_statistics = false};
+  const auto ref = to_doubles(models::MinkUNet(cfg, 9, DType::f64).forward(x64).feats());
+  TraceSession trace;
+  const SparseTensor x32 = x64.replace_feats(x64.feats().astype(DType::f32));
+  const auto got = to_doubles(models::MinkUNet(cfg, 9, DType::f32).forward(x32).feats());
+  for (const OpRecord& r : trace.records()) {
+    EXPECT_NE(r.op, "batch_norm") << "inference mode must not run separate batch norms";
+    EXPECT_NE(r.op, "add");
+  }
+  double err = 0, norm = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    err += (got[i] - ref[i]) * (got[i] - ref[i]);
+    norm += ref[i] * ref[i];
+  }
+  EXPECT_GT(norm, 0.0);
+  EXPECT_LT(std::sqrt(err / norm), 1e-4);
+}
+
 }  // namespace
 }  // namespace lattice::testing

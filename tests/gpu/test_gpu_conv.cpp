@@ -145,6 +145,59 @@ TEST_P(GpuConv, MatchesCpuFloat64PerElement) {
 INSTANTIATE_TEST_SUITE_P(AllKinds, GpuConv, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return std::to_string(info.index) + "_" + name(info.param); });
 
+// ---- fused epilogue: every kernel family against the CPU in float64 ----------------
+
+struct EpiCase {
+  DType dtype;
+  ops::ConvRoute route;
+  int cin, cout, k;
+};
+
+class GpuEpilogue : public GpuParamTest<EpiCase> {};
+
+TEST_P(GpuEpilogue, MatchesTheCpu) {
+  const EpiCase c = GetParam();
+  Rng rng(static_cast<std::uint64_t>(c.cin * 1000 + c.cout * 10 + c.k));
+  const auto coords = random_coords(rng, 2, -9, 8, {1, 1, 1}, 0.2);
+  const auto n = static_cast<std::int64_t>(coords.size());
+  const std::int64_t vol = std::int64_t{c.k} * c.k * c.k;
+  const Array feats = make_array(random_values(rng, static_cast<std::size_t>(n * c.cin)), Shape{n, c.cin}, c.dtype);
+  const Array w = make_array(random_values(rng, static_cast<std::size_t>(vol * c.cin * c.cout)), Shape{vol, c.cin, c.cout},
+                             c.dtype);
+  const Array b = make_array(random_values(rng, c.cout), Shape{c.cout}, c.dtype);
+  const Array scale = make_array(random_values(rng, c.cout), Shape{c.cout}, DType::f32);
+  const Array shift = make_array(random_values(rng, c.cout), Shape{c.cout}, DType::f32);
+  const Array res = make_array(random_values(rng, static_cast<std::size_t>(n * c.cout)), Shape{n, c.cout}, c.dtype);
+  auto mc = CoordinateManager::create(), mg = CoordinateManager::create();
+  const SparseTensor xc = SparseTensor::from_coords(coords_array(coords), feats.astype(DType::f64), {.manager = mc});
+  const SparseTensor xg = SparseTensor::from_coords(coords_array(coords).to(k_gpu), feats.to(k_gpu), {.manager = mg});
+  auto run = [&](const SparseTensor& x, const Array& ww, const Array& bb, const Array& sc, const Array& sh,
+                 const Array& r, bool relu) {
+    const ops::ConvEpilogue e{sc, sh, x.replace_feats(r), relu};
+    if (c.k == 1) return ops::conv3d(x, ww, bb, {.kernel_size = 1, .route = c.route, .epilogue = e});
+    return ops::subm_conv3d(x, ww, bb, {.kernel_size = c.k, .route = c.route, .epilogue = e});
+  };
+  const SparseTensor ref = run(xc, w.astype(DType::f64), b.astype(DType::f64), scale, shift, res.astype(DType::f64), true);
+  // Magnitude: the same pass on absolute values, without the ReLU.
+  const SparseTensor mag = run(xc.replace_feats(abs64(feats)), abs64(w), abs64(b), abs64(scale).astype(DType::f32),
+                               abs64(shift).astype(DType::f32), abs64(res), false);
+  poison_pool();
+  const SparseTensor y = run(xg, w.to(k_gpu), b.to(k_gpu), scale.to(k_gpu), shift.to(k_gpu), res.to(k_gpu), true);
+  const std::string report =
+      compare_rows(y.feats(), n, to_doubles(ref.feats()), to_doubles(mag.feats()), c.dtype);
+  EXPECT_TRUE(report.empty()) << report;
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, GpuEpilogue,
+                         ::testing::Values(EpiCase{DType::f16, ops::ConvRoute::sorted_implicit_gemm, 32, 64, 3},
+                                           EpiCase{DType::bf16, ops::ConvRoute::implicit_gemm, 64, 128, 3},
+                                           EpiCase{DType::f32, ops::ConvRoute::automatic, 16, 16, 3},
+                                           EpiCase{DType::f32, ops::ConvRoute::automatic, 3, 5, 3},
+                                           EpiCase{DType::f64, ops::ConvRoute::automatic, 8, 8, 3},
+                                           EpiCase{DType::f16, ops::ConvRoute::gather_gemm_scatter, 16, 24, 3},
+                                           EpiCase{DType::f16, ops::ConvRoute::automatic, 32, 96, 1}),
+                         [](const auto& info) { return std::to_string(info.index) + "_" + std::string(dtype_name(info.param.dtype)); });
+
 // ---- relations and views: identical to the CPU's ---------------------------------
 
 struct RelCase {

@@ -177,6 +177,22 @@ TEST_F(GpuMinkUNet, AgreesWithTheCpuAndIsDeterministic) {
   }
 }
 
+TEST_F(GpuMinkUNet, InferenceModeAgreesWithTheCpu) {
+  const models::MinkUNetConfig cfg{.width = 8, .batch_statistics = false};
+  const models::MinkUNet cpu_net(cfg, 13, DType::f32, Device::cpu());
+  const models::MinkUNet gpu_net(cfg, 13, DType::f32, k_gpu);
+  const SparseTensor xc = scan_input(Device::cpu(), DType::f32, CoordinateManager::create());
+  const SparseTensor xg = scan_input(k_gpu, DType::f32, CoordinateManager::create());
+  const auto yc = to_doubles(cpu_net.forward(xc).feats().rows(0, xc.rows()));
+  const auto yg = to_doubles(gpu_net.forward(xg).feats().rows(0, xc.rows()));
+  double err = 0, norm = 0;
+  for (std::size_t i = 0; i < yc.size(); ++i) {
+    err += (yg[i] - yc[i]) * (yg[i] - yc[i]);
+    norm += yc[i] * yc[i];
+  }
+  EXPECT_LT(std::sqrt(err / norm), 1e-4);
+}
+
 TEST_F(GpuMinkUNet, WholeForwardCapturesIntoACudaGraph) {
   // Capture mode "global": any host synchronisation or pageable copy inside
   // the forward pass (relation building included) makes capture fail.

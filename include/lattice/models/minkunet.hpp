@@ -28,9 +28,11 @@ struct MinkUNetConfig {
   int width = 32;  // stem width; the others scale with it
   // Residual blocks per stage: encoder 1..4, decoder 1..4.
   std::array<int, 8> blocks{2, 2, 2, 2, 2, 2, 2, 2};
-  // Batch norm with the batch's statistics (as in training mode). Seeded,
-  // untrained weights need it to keep activations in range; a trained model
-  // runs with running statistics.
+  // Batch norm with the batch's statistics (as in training mode): separate
+  // batch_norm / add / relu ops. Seeded, untrained weights need it to keep
+  // activations in range. Off (inference), batch norm uses the running
+  // statistics, folded with the residual add and the ReLU into each
+  // convolution's epilogue.
   bool batch_statistics = true;
   // float32 convolutions on CUDA may use TF32 tensor cores.
   bool allow_tf32 = false;
@@ -56,6 +58,7 @@ class MinkUNet {
   };
   struct Norm {
     Array gamma, beta, running_mean, running_var;  // (C,) float32
+    Array scale, shift;  // the inference form (batch_norm_fold), fused into the convolution
   };
   struct Block {
     Conv conv1, conv2;

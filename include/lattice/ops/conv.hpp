@@ -53,6 +53,19 @@ class TargetCoords {
   std::variant<std::monostate, SparseTensor, CoordinateMapKey, Array> value_;
 };
 
+// PROVISIONAL. Work fused into a convolution's single output write (saving
+// full passes over the output), applied in this order:
+//   y = conv(x) + bias;  y = y * scale + shift;  y = y + residual;  y = relu(y)
+// scale, shift: (C_out,) float32 on the features' device (e.g. an inference
+// batch norm folded with batch_norm_fold); residual: a tensor on the output's
+// coordinates (same key), C_out channels, same dtype.
+struct ConvEpilogue {
+  std::optional<Array> scale;
+  std::optional<Array> shift;
+  std::optional<SparseTensor> residual;
+  bool relu = false;
+};
+
 struct Conv3dParams {
   Int3 kernel_size{3};
   Int3 stride{1};
@@ -61,6 +74,7 @@ struct Conv3dParams {
   TargetCoords coordinates{};  // target support (stride must be x.stride * stride)
   ConvRoute route = ConvRoute::automatic;
   bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
+  ConvEpilogue epilogue{};
 };
 
 struct SubmConv3dParams {
@@ -68,6 +82,7 @@ struct SubmConv3dParams {
   Int3 dilation{1};
   ConvRoute route = ConvRoute::automatic;
   bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
+  ConvEpilogue epilogue{};
 };
 
 struct ConvTranspose3dParams {
@@ -78,6 +93,7 @@ struct ConvTranspose3dParams {
   TargetCoords coordinates{};  // target support (stride must be x.stride / stride)
   ConvRoute route = ConvRoute::automatic;
   bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
+  ConvEpilogue epilogue{};
 };
 
 struct GenerativeConvTranspose3dParams {
@@ -86,6 +102,7 @@ struct GenerativeConvTranspose3dParams {
   TargetCoords coordinates{};
   ConvRoute route = ConvRoute::automatic;
   bool allow_tf32 = false;  // float32 on CUDA: allow TF32 tensor cores (off: full float32)
+  ConvEpilogue epilogue{};
 };
 
 // Forward relation (or target relation when params.coordinates is set).

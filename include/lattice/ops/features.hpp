@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <utility>
 
 #include "lattice/core/array.hpp"
 #include "lattice/core/sparse_tensor.hpp"
@@ -41,6 +42,12 @@ struct BatchNormResult {
 };
 
 BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args);
+
+// Inference batch norm as a per-channel affine map y = x * scale + shift,
+// from the running statistics (scale = weight / sqrt(running_var + eps),
+// shift = bias - running_mean * scale): (C,) float32 each, on the statistics'
+// device -- the form ConvEpilogue takes. Host-facing (it reads the statistics).
+std::pair<Array, Array> batch_norm_fold(const BatchNormArgs& args);
 
 // Row-wise sum of two tensors with the same coordinate key.
 SparseTensor add(const SparseTensor& a, const SparseTensor& b);

@@ -49,14 +49,21 @@ ImplicitGemmMap build_implicit_gemm_map(const Relation& rel);
 SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int tile_rows);
 
 // ---- convolution (conv_cpu.cpp) -------------------------------------------
-// out[o] = bias + sum over edges (i, o, k) of feats[i] * weight[k].
+// The fused epilogue (ops::ConvEpilogue) as host arrays: null when absent.
+struct Epilogue {
+  const Array* scale = nullptr;     // (C_out,) float32
+  const Array* shift = nullptr;     // (C_out,) float32
+  const Array* residual = nullptr;  // (rows, C_out) in the feature dtype
+  bool relu = false;
+};
+// out[o] = bias + sum over edges (i, o, k) of feats[i] * weight[k], then the epilogue.
 // weight: (K, C_in, C_out) kernel-major in the feature dtype; out: (out_capacity, C_out),
 // written for every active output row (rows past it are zeroed).
 void conv_relation(const Relation& rel, const Array& feats, const Array& weight, const std::optional<Array>& bias,
-                   Array& out, const ops::ConvRoute route);
-// out[r] = bias + feats[r] * weight[0] for r < rows (pointwise route).
+                   Array& out, const ops::ConvRoute route, const Epilogue& epilogue);
+// out[r] = bias + feats[r] * weight[0] for r < rows (pointwise route), then the epilogue.
 void conv_pointwise(const Array& feats, std::int64_t rows, const Array& weight, const std::optional<Array>& bias,
-                    Array& out);
+                    Array& out, const Epilogue& epilogue);
 // Dense 5-D (C_out, Kx, Ky, Kz, C_in) or pointwise (C_out, C_in) -> (K, C_in, C_out).
 Array to_kernel_major(const Array& weight);
 

@@ -45,9 +45,29 @@ void init_rows(A* acc, std::int64_t n, std::int64_t cout, const std::optional<Ar
   for (std::int64_t r = 0; r < n; ++r) std::copy(b.begin(), b.end(), acc + r * cout);
 }
 
+// Epilogue on the accumulated rows [0, n): scale/shift, residual, ReLU.
+template <class A, class T>
+void apply_epilogue(A* acc, std::int64_t n, std::int64_t cout, const Epilogue& e) {
+  if (e.scale == nullptr && e.shift == nullptr && e.residual == nullptr && !e.relu) return;
+  const float* scale = e.scale ? e.scale->data<float>() : nullptr;
+  const float* shift = e.shift ? e.shift->data<float>() : nullptr;
+  const T* residual = e.residual ? e.residual->data<T>() : nullptr;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t c = 0; c < cout; ++c) {
+      A v = acc[r * cout + c];
+      if (scale) v *= static_cast<A>(scale[c]);
+      if (shift) v += static_cast<A>(shift[c]);
+      if (residual) v += static_cast<A>(load(residual[r * cout + c]));
+      if (e.relu && !(v > A{0})) v = A{0};
+      acc[r * cout + c] = v;
+    }
+  }
+}
+
 template <class T>
 void conv_relation_typed(const Relation& rel, const Array& feats, const Array& weight, const std::optional<Array>& bias,
-                         Array& out, ops::ConvRoute route) {
+                         Array& out, ops::ConvRoute route, const Epilogue& epilogue) {
   using A = compute_t<T>;
   constexpr bool direct = std::is_same_v<A, T>;  // the accumulator is the output itself
   const std::int64_t n_out = rel.output()->rows();
@@ -146,6 +166,7 @@ void conv_relation_typed(const Relation& rel, const Array& feats, const Array& w
     }
   }
 
+  apply_epilogue<A, T>(acc, n_out, cout, epilogue);
   if constexpr (!direct) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < n_out * cout; ++i) y[i] = store<T>(acc[i]);
@@ -157,12 +178,13 @@ void conv_relation_typed(const Relation& rel, const Array& feats, const Array& w
 }  // namespace
 
 void conv_relation(const Relation& rel, const Array& feats, const Array& weight, const std::optional<Array>& bias,
-                   Array& out, ops::ConvRoute route) {
-  visit_float(feats.dtype(), [&]<class T>() { conv_relation_typed<T>(rel, feats, weight, bias, out, route); });
+                   Array& out, ops::ConvRoute route, const Epilogue& epilogue) {
+  visit_float(feats.dtype(),
+              [&]<class T>() { conv_relation_typed<T>(rel, feats, weight, bias, out, route, epilogue); });
 }
 
 void conv_pointwise(const Array& feats, std::int64_t rows, const Array& weight, const std::optional<Array>& bias,
-                    Array& out) {
+                    Array& out, const Epilogue& epilogue) {
   visit_float(feats.dtype(), [&]<class T>() {
     using A = compute_t<T>;
     const std::int64_t cin = feats.dim(1);
@@ -187,6 +209,7 @@ void conv_pointwise(const Array& feats, std::int64_t rows, const Array& weight, 
     }
     init_rows<A, T>(acc, rows, cout, bias);
     gemm(rows, cout, cin, xa, cin, w, cout, A{1}, acc, cout);
+    apply_epilogue<A, T>(acc, rows, cout, epilogue);
     if constexpr (!std::is_same_v<A, T>) {
 #pragma omp parallel for schedule(static)
       for (std::int64_t i = 0; i < rows * cout; ++i) y[i] = store<T>(acc[i]);

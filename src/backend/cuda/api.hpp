@@ -73,6 +73,11 @@ SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int ti
 struct ConvOptions {
   ops::ConvRoute route = ops::ConvRoute::automatic;
   bool allow_tf32 = false;
+  // Fused epilogue (ops::ConvEpilogue): device pointers, null when absent.
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  const void* residual = nullptr;  // (rows, C_out), feature dtype
+  bool relu = false;
 };
 // out[o] = bias + sum over edges of feats[i] * weight[k]; weight (K, C_in, C_out)
 // in the feature dtype. Returns the route that ran.

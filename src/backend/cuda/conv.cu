@@ -21,6 +21,7 @@
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/conv_kernels.hpp"
 #include "backend/cuda/device/common.cuh"
+#include "backend/cuda/device/conv_epilogue.cuh"
 #include "backend/cuda/tuning/conv_routes.hpp"
 
 namespace lattice::cuda {
@@ -47,6 +48,13 @@ cublasHandle_t cublas(Device device, cudaStream_t stream) {
   }
   LATTICE_CUBLAS_CHECK(cublasSetStream(h, stream));
   return h;
+}
+
+void set_epilogue(ConvLaunch& p, const ConvOptions& o) {
+  p.scale = o.scale;
+  p.shift = o.shift;
+  p.residual = o.residual;
+  p.relu = o.relu;
 }
 
 ConvLaunch base_launch(const Array& feats, const Array& weight, const std::optional<Array>& bias, Array& out,
@@ -93,9 +101,11 @@ __global__ void k_init_acc(const T* bias, const std::int32_t* count, std::int64_
 }
 
 template <class T, class A>
-__global__ void k_store_acc(const A* acc, const std::int32_t* count, std::int64_t cap, int cout, T* y) {
-  const std::int64_t n = device::read_count(count, cap) * cout;
-  LATTICE_GRID_LOOP(idx, n) { y[idx] = device::store<T>(acc[idx]); }
+__global__ void k_store_acc(const A* acc, ConvLaunch p, T* y) {
+  const std::int64_t n = device::read_count(p.count, p.rows_cap) * p.cout;
+  LATTICE_GRID_LOOP(idx, n) {
+    y[idx] = device::store<T>(device::epilogue<T>(p, acc[idx], idx / p.cout, static_cast<int>(idx % p.cout)));
+  }
 }
 
 template <class T>
@@ -108,7 +118,7 @@ cudaDataType_t cuda_type() {
 
 template <class T>
 void gather_gemm_scatter(const Relation& rel, const Array& feats, const Array& weight, const std::optional<Array>& bias,
-                         Array& out, bool allow_tf32) {
+                         Array& out, bool allow_tf32, const ConvLaunch& p) {
   using A = device::compute_t<T>;
   const Device dev = feats.device();
   const cudaStream_t stream = stream_of(dev);
@@ -154,8 +164,7 @@ void gather_gemm_scatter(const Relation& rel, const Array& feats, const Array& w
     LATTICE_CUDA_LAUNCH_CHECK();
   }
   if (cap * cout > 0) {
-    k_store_acc<T, A><<<grid_for(cap * cout, k_threads), k_threads, 0, stream>>>(ptr<A>(acc), count, cap, cout,
-                                                                                 ptr<T>(out));
+    k_store_acc<T, A><<<grid_for(cap * cout, k_threads), k_threads, 0, stream>>>(ptr<A>(acc), p, ptr<T>(out));
     LATTICE_CUDA_LAUNCH_CHECK();
   }
 }
@@ -256,12 +265,13 @@ ops::ConvRoute conv_relation(const Relation& rel, const Array& feats, const Arra
   LATTICE_CUDA_CHECK(cudaSetDevice(feats.device().index));
   ConvLaunch p = base_launch(feats, weight, bias, out, *rel.output());
   p.volume = static_cast<int>(rel.volume());
+  set_epilogue(p, options);
   ops::ConvRoute route = options.route;
   if (route == ops::ConvRoute::automatic) route = tuning::select_route(p.dtype, p.cin, p.cout, p.volume);
   switch (route) {
     case ops::ConvRoute::gather_gemm_scatter:
       visit_float_device(p.dtype, [&]<class T>() {
-        gather_gemm_scatter<T>(rel, feats, weight, bias, out, options.allow_tf32);
+        gather_gemm_scatter<T>(rel, feats, weight, bias, out, options.allow_tf32, p);
       });
       return route;
     case ops::ConvRoute::sorted_implicit_gemm: return run_implicit(rel, p, true, options.allow_tf32);
@@ -284,6 +294,7 @@ ops::ConvRoute conv_pointwise(const Array& feats, const Array& rows, const Array
   p.volume = 1;
   p.dtype = feats.dtype();
   p.stream = stream_of(feats.device());
+  set_epilogue(p, options);
   if (conv_mma_supported(p)) {
     launch_conv_mma(p, tuning::mma_config(p.cin, p.cout, p.rows_cap), options.allow_tf32);
   } else {

@@ -24,6 +24,11 @@ struct ConvLaunch {
   const std::uint32_t* tile_masks = nullptr;  // (tiles, words) per tile of `tile_rows` sorted rows, or null
   int tile_rows = 0;
   const std::int32_t* count = nullptr;  // device: active output rows
+  // Fused epilogue: y = relu?((acc + bias) * scale + shift + residual[o]).
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  const void* residual = nullptr;  // (rows_cap, C_out), same dtype, indexed by output row
+  bool relu = false;
   std::int64_t rows_cap = 0;
   int cin = 0, cout = 0, volume = 1, words = 1;
   DType dtype = DType::f32;

@@ -15,6 +15,7 @@
 // once, by one thread, in the epilogue (bias, rounding).
 #include "backend/cuda/conv_kernels.hpp"
 #include "backend/cuda/device/common.cuh"
+#include "backend/cuda/device/conv_epilogue.cuh"
 #include "backend/cuda/device/mma.cuh"
 #include "backend/cuda/tuning/conv_tiles.hpp"
 
@@ -224,6 +225,8 @@ __global__ void __launch_bounds__(WM* WN * 32) k_conv_mma(ConvLaunch p) {
           v0 += device::load(bias[col]);
           v1 += device::load(bias[col + 1]);
         }
+        v0 = device::epilogue<T>(p, v0, o, col);
+        v1 = device::epilogue<T>(p, v1, o, col + 1);
         T* dst = y + o * p.cout + col;
         if constexpr (tf32) {
           *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
@@ -258,7 +261,8 @@ void launch_typed(const ConvLaunch& p, int config) {
     case 1: launch_config<T, 1, Split>(p); break;
     case 2: launch_config<T, 2, Split>(p); break;
     case 3: launch_config<T, 3, Split>(p); break;
-    default: launch_config<T, 4, Split>(p); break;
+    case 4: launch_config<T, 4, Split>(p); break;
+    default: launch_config<T, 5, Split>(p); break;
   }
 }
 

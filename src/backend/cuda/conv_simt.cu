@@ -5,6 +5,7 @@
 // thread accumulates a 4x4 block in float32 (float64 for float64 storage).
 #include "backend/cuda/conv_kernels.hpp"
 #include "backend/cuda/device/common.cuh"
+#include "backend/cuda/device/conv_epilogue.cuh"
 
 namespace lattice::cuda {
 
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(k_threads) k_conv_simt(ConvLaunch p) {
       const int col = col0 + tx + 16 * n;
       if (col >= p.cout) continue;
       const A b = bias ? device::load(bias[col]) : A(0);
-      y[o * p.cout + col] = device::store<T>(acc[m][n] + b);
+      y[o * p.cout + col] = device::store<T>(device::epilogue<T>(p, acc[m][n] + b, o, col));
     }
   }
 }

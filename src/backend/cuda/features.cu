@@ -1,8 +1,9 @@
 // CUDA feature ops over the active rows (SPEC §7, Appendix A "Feature ops").
 //
 // The active row count lives on the device and is read by every kernel
-// (read_count); rows past it are written as zeros, like the CPU, which zeroes
-// the capacity rows. Everything is enqueued on the device's current stream;
+// (read_count); rows past it are capacity and are not touched (capacities
+// propagate through a network, so writing them would cost a full pass at the
+// largest level's size on every layer). Everything is enqueued on the device's current stream;
 // nothing waits for the host and nothing is read back.
 //
 // Numerics: 16-bit storage computes in float32 and rounds once on store;
@@ -105,8 +106,7 @@ template <ops::ActivationKind K, class T>
 __global__ void activation_kernel(const T* __restrict__ x, T* __restrict__ y, const std::int32_t* rows_ptr, Extent e,
                                   compute_t<T> slope) {
   const std::int64_t active = read_count(rows_ptr, e.capacity) * e.c;
-  const std::int64_t total = e.capacity * e.c;
-  LATTICE_GRID_LOOP(i, total) { y[i] = i < active ? store<T>(apply_activation<K>(load(x[i]), slope)) : store<T>(0.0f); }
+  LATTICE_GRID_LOOP(i, active) { y[i] = store<T>(apply_activation<K>(load(x[i]), slope)); }
 }
 
 template <ops::ActivationKind K, class T>
@@ -122,8 +122,7 @@ template <class T>
 __global__ void add_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
                            const std::int32_t* rows_ptr, Extent e) {
   const std::int64_t active = read_count(rows_ptr, e.capacity) * e.c;
-  const std::int64_t total = e.capacity * e.c;
-  LATTICE_GRID_LOOP(i, total) { y[i] = i < active ? store<T>(load(a[i]) + load(b[i])) : store<T>(0.0f); }
+  LATTICE_GRID_LOOP(i, active) { y[i] = store<T>(load(a[i]) + load(b[i])); }
 }
 
 // Row r of the output is [a row r, b row r] as raw words of type W (the widest
@@ -133,14 +132,12 @@ __global__ void cat_kernel(const W* __restrict__ a, const W* __restrict__ b, W* 
                            const std::int32_t* rows_ptr, I capacity, I wa, I wb) {
   const I rows = static_cast<I>(read_count(rows_ptr, static_cast<std::int64_t>(capacity)));
   const I w = wa + wb;
-  const I total = capacity * w;
+  const I total = rows * w;
   const I step = static_cast<I>(gridDim.x) * blockDim.x;
   for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
     const I r = i / w;
     const I k = i - r * w;
-    W v{};
-    if (r < rows) v = k < wa ? a[r * wa + k] : b[r * wb + (k - wa)];
-    y[i] = v;
+    y[i] = k < wa ? a[r * wa + k] : b[r * wb + (k - wa)];
   }
 }
 
@@ -292,15 +289,10 @@ __global__ void bn_apply_kernel(const T* __restrict__ x, T* __restrict__ y, cons
                                 I capacity, I c) {
   const I rows = static_cast<I>(read_count(rows_ptr, static_cast<std::int64_t>(capacity)));
   const I active = rows * c;
-  const I total = capacity * c;
   const I step = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
-    if (i < active) {
-      const I j = i % c;
-      y[i] = store<T>(add_rn(mul_rn(load(x[i]), scale[j]), shift[j]));
-    } else {
-      y[i] = store<T>(0.0f);
-    }
+  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < active; i += step) {
+    const I j = i % c;
+    y[i] = store<T>(add_rn(mul_rn(load(x[i]), scale[j]), shift[j]));
   }
 }
 

@@ -19,6 +19,7 @@ inline ops::ConvRoute select_route(DType /*dtype*/, int /*cin*/, int /*cout*/, i
 
 // Tile configuration of the tensor-core kernel (tuning/conv_tiles.hpp).
 inline int mma_config(int cin, int cout, std::int64_t rows) {
+  if (cout == 96) return 5;
   if (cout >= 128) return rows >= 32768 ? 3 : 2;
   if (cin >= 64) return 4;
   return rows >= 65536 ? 1 : 0;

@@ -20,6 +20,7 @@ inline constexpr MmaTile k_mma_tiles[] = {
     {64, 128, 2, 4, 32, 3},   // 2: wide C_out
     {128, 128, 4, 2, 32, 3},  // 3: wide C_out, many rows
     {64, 64, 2, 2, 64, 3},    // 4: narrow C_out, wide C_in (fewer pipeline steps)
+    {128, 96, 4, 2, 32, 3},   // 5: C_out = 96 (MinkUNet's decoder) without a half-empty second column tile
 };
 inline constexpr int k_mma_configs = sizeof(k_mma_tiles) / sizeof(k_mma_tiles[0]);
 
