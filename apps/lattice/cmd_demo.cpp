@@ -75,8 +75,10 @@ struct LayerRow {
 }  // namespace
 
 int cmd_demo(const std::vector<std::string>& argv) {
-  const Args args(
-      argv, {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps", "runs"}, {});
+  const Args args(argv,
+                  {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps", "runs",
+                   "device"},
+                  {"inference"});
   if (auto t = args.value("threads")) set_cpu_threads(static_cast<int>(args.int_or("threads", 0)));
   const double voxel_size = args.double_or("voxel-size", 0.05);
   const DType dtype = parse_dtype(args.string_or("dtype", "float32"));

@@ -190,8 +190,8 @@ int tune(const ConvLaunch& p, bool tf32, int fallback) {
   float best_ms = 1e30f;
   int best = fallback;
   for (int c = 0; c < conv_mma_configs(); ++c) {
-    // A sorted map's tile masks are made for one tile height.
-    if (p.tile_masks != nullptr && conv_mma_tile_rows(c) != p.tile_rows) continue;
+    // A sorted map's tile masks serve tiles that are multiples of its tile height.
+    if (p.tile_masks != nullptr && conv_mma_tile_rows(c) % p.tile_rows != 0) continue;
     cudaEvent_t a, b;
     LATTICE_CUDA_CHECK(cudaEventCreate(&a));
     LATTICE_CUDA_CHECK(cudaEventCreate(&b));
@@ -230,9 +230,8 @@ ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted, bool
   const bool tuning = mma && config < 0 && ops::conv_autotune();
   if (mma && config < 0) config = tuning::mma_config(p.cin, p.cout, p.rows_cap);
   if (sorted) {
-    // Tuning compares configurations of one tile height (the sorted map's).
-    const int tile_rows = mma ? conv_mma_tile_rows(config) : 64;
-    const SortedImplicitGemmMap& s = rel.sorted_implicit_gemm_map(tile_rows);
+    // One sorted map per relation: 64-row tile masks, ORed by taller CTAs.
+    const SortedImplicitGemmMap& s = rel.sorted_implicit_gemm_map(64);
     p.map = ptr<std::int32_t>(s.sorted_map);
     p.perm = ptr<std::int32_t>(s.perm);
     p.tile_masks = ptr<std::uint32_t>(s.tile_masks);

@@ -59,8 +59,14 @@ __global__ void __launch_bounds__(WM* WN * 32) k_conv_mma(ConvLaunch p) {
   // Offsets used by any row of the tile.
   for (int w = tid; w < p.words; w += threads) {
     std::uint32_t bits = 0;
-    if (p.tile_masks != nullptr && p.tile_rows == BM) {
-      bits = p.tile_masks[static_cast<std::int64_t>(blockIdx.x) * p.words + w];
+    if (p.tile_masks != nullptr && BM % p.tile_rows == 0) {
+      // The sorted map's tiles are p.tile_rows tall; a taller CTA ORs several.
+      const int per = BM / p.tile_rows;
+      const std::int64_t tiles = (p.rows_cap + p.tile_rows - 1) / p.tile_rows;
+      for (int t = 0; t < per; ++t) {
+        const std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * per + t;
+        if (tile < tiles) bits |= p.tile_masks[tile * p.words + w];
+      }
     } else if (p.masks != nullptr) {
       for (int r = 0; r < BM; ++r) {
         const std::int64_t j = row0 + r;

@@ -260,17 +260,25 @@ __device__ __forceinline__ std::int32_t neighbour(const std::int32_t* out_coords
 template <EdgeRule Rule>
 __global__ void k_edge_map(const std::int32_t* out_coords, const std::int32_t* out_rows_count, std::int64_t out_cap,
                            Geometry g, ConstHashView in_table, std::int32_t* map) {
+  // Rows past the output count are capacity: left unwritten (every reader
+  // bounds itself by the count), so deep levels cost their own size, not the
+  // capacity inherited from the first level.
   const std::int64_t n_out = device::read_count(out_rows_count, out_cap);
-  LATTICE_GRID_LOOP(idx, out_cap * g.volume) {
+  LATTICE_GRID_LOOP(idx, n_out * g.volume) {
     const std::int64_t o = idx / g.volume;
     const int k = static_cast<int>(idx % g.volume);
-    map[idx] = o < n_out ? neighbour<Rule>(out_coords, o, k, g, in_table) : -1;
+    map[idx] = neighbour<Rule>(out_coords, o, k, g, in_table);
   }
 }
 
-__global__ void k_row_masks(const std::int32_t* map, std::int64_t out_cap, int volume, int words, std::uint32_t* masks,
-                            std::int32_t* counts) {
+__global__ void k_row_masks(const std::int32_t* map, std::int64_t out_cap, const std::int32_t* out_count, int volume,
+                            int words, std::uint32_t* masks, std::int32_t* counts) {
+  const std::int64_t n_out = device::read_count(out_count, out_cap);
   LATTICE_GRID_LOOP(o, out_cap) {
+    if (o >= n_out) {
+      counts[o] = 0;  // the scan runs over the capacity
+      continue;
+    }
     const std::int32_t* row = map + o * volume;
     int count = 0;
     for (int w = 0; w < words; ++w) {
@@ -288,11 +296,12 @@ __global__ void k_edge_fill(const std::int32_t* map, const std::uint32_t* masks,
                             std::int64_t out_cap, int volume, int words, std::int32_t* in_rows,
                             std::int32_t* out_rows, std::int32_t* kernel_ids, const std::int32_t* out_count,
                             std::int32_t* counts) {
+  const std::int64_t n_out = device::read_count(out_count, out_cap);
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     counts[0] = row_offsets[out_cap];
-    counts[1] = device::read_count(out_count, out_cap);
+    counts[1] = static_cast<std::int32_t>(n_out);
   }
-  LATTICE_GRID_LOOP(idx, out_cap * volume) {
+  LATTICE_GRID_LOOP(idx, n_out * volume) {
     const std::int32_t i = map[idx];
     if (i < 0) continue;
     const std::int64_t o = idx / volume;
@@ -411,7 +420,7 @@ detail::EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& o
     }
     LATTICE_CUDA_LAUNCH_CHECK();
     k_row_masks<<<grid_for(out_cap, k_threads), k_threads, 0, stream>>>(
-        ptr<std::int32_t>(igemm.out_in_map), out_cap, static_cast<int>(volume), words,
+        ptr<std::int32_t>(igemm.out_in_map), out_cap, out_count, static_cast<int>(volume), words,
         ptr<std::uint32_t>(igemm.masks), ptr<std::int32_t>(row_counts));
     LATTICE_CUDA_LAUNCH_CHECK();
     exclusive_sum_inclusive_tail(row_counts, csr.row_offsets);

@@ -104,9 +104,11 @@ __global__ void k_mask_keys(const std::uint32_t* masks, const std::int32_t* perm
 
 // Sorted map, its K-major transpose and the tile OR-masks (tile_masks zeroed first).
 __global__ void k_gather_sorted(const std::int32_t* map, const std::uint32_t* masks, const std::int32_t* perm,
-                                std::int64_t cap, int volume, int words, int tile_rows, std::int32_t* sorted,
-                                std::int32_t* sorted_kt, std::uint32_t* tile_masks) {
-  LATTICE_GRID_LOOP(idx, cap * volume) {
+                                const std::int32_t* out_count, std::int64_t cap, int volume, int words, int tile_rows,
+                                std::int32_t* sorted, std::int32_t* sorted_kt, std::uint32_t* tile_masks) {
+  // Active rows sort first: positions past the count are capacity and stay unwritten.
+  const std::int64_t n = device::read_count(out_count, cap);
+  LATTICE_GRID_LOOP(idx, n * volume) {
     const std::int64_t j = idx / volume;
     const int k = static_cast<int>(idx % volume);
     const std::int64_t o = perm[j];
@@ -209,8 +211,8 @@ SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int ti
   if (tiles > 0) LATTICE_CUDA_CHECK(cudaMemsetAsync(v.tile_masks.raw(), 0, v.tile_masks.nbytes(), stream));
   if (cap > 0) {
     k_gather_sorted<<<grid_for(cap * volume, k_threads), k_threads, 0, stream>>>(
-        ptr<std::int32_t>(base.out_in_map), ptr<std::uint32_t>(base.masks), ptr<std::int32_t>(v.perm), cap, volume,
-        words, tile_rows, ptr<std::int32_t>(v.sorted_map), ptr<std::int32_t>(v.sorted_map_kt),
+        ptr<std::int32_t>(base.out_in_map), ptr<std::uint32_t>(base.masks), ptr<std::int32_t>(v.perm), out_count, cap,
+        volume, words, tile_rows, ptr<std::int32_t>(v.sorted_map), ptr<std::int32_t>(v.sorted_map_kt),
         ptr<std::uint32_t>(v.tile_masks));
     LATTICE_CUDA_LAUNCH_CHECK();
   }
