@@ -172,10 +172,13 @@ void gather_gemm_scatter(const Relation& rel, const Array& feats, const Array& w
 // ---- implicit GEMM ------------------------------------------------------------------
 
 // Shapes whose tile configuration was chosen by timing (set_conv_autotune).
+// The output stride stands in for the row count the host cannot see: layers
+// of one network level share it.
 struct TuneKey {
   int device;
   DType dtype;
   int cin, cout, volume, rows_log2;
+  std::int64_t stride;
   bool sorted, tf32;
   auto operator<=>(const TuneKey&) const = default;
 };
@@ -212,9 +215,13 @@ int tune(const ConvLaunch& p, bool tf32, int fallback) {
   return best;
 }
 
-int choose_config(const ConvLaunch& p, bool sorted, bool tf32, int device) {
-  const TuneKey key{device, p.dtype, p.cin, p.cout, p.volume, static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))),
-                    sorted, tf32};
+TuneKey tune_key(const ConvLaunch& p, bool sorted, bool tf32, int device, std::int64_t stride) {
+  return {device, p.dtype, p.cin, p.cout, p.volume,
+          static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))), stride, sorted, tf32};
+}
+
+int choose_config(const ConvLaunch& p, bool sorted, bool tf32, int device, std::int64_t stride) {
+  const TuneKey key = tune_key(p, sorted, tf32, device, stride);
   {
     std::lock_guard lock(g_tune_mutex);
     auto it = tune_cache().find(key);
@@ -226,7 +233,8 @@ int choose_config(const ConvLaunch& p, bool sorted, bool tf32, int device) {
 ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted, bool tf32) {
   const bool mma = conv_mma_supported(p);
   const int device = rel.device().index;
-  int config = mma ? choose_config(p, sorted, tf32, device) : -1;
+  const std::int64_t stride = rel.output()->stride().product();
+  int config = mma ? choose_config(p, sorted, tf32, device, stride) : -1;
   const bool tuning = mma && config < 0 && ops::conv_autotune();
   if (mma && config < 0) config = tuning::mma_config(p.cin, p.cout, p.rows_cap);
   if (sorted) {
@@ -247,8 +255,7 @@ ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted, bool
     if (tuning) {
       config = tune(p, tf32, config);
       std::lock_guard lock(g_tune_mutex);
-      tune_cache()[{device, p.dtype, p.cin, p.cout, p.volume,
-                    static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))), sorted, tf32}] = config;
+      tune_cache()[tune_key(p, sorted, tf32, device, stride)] = config;
     }
     launch_conv_mma(p, config, tf32);
   } else {

@@ -18,9 +18,12 @@ inline ops::ConvRoute select_route(DType /*dtype*/, int /*cin*/, int /*cout*/, i
 }
 
 // Tile configuration of the tensor-core kernel (tuning/conv_tiles.hpp).
+// `rows` is the capacity, an upper bound: deep levels of a network inherit the
+// first level's capacity while holding a tenth of its rows, so wide layers
+// (which live deep) take the shorter tiles that give more CTAs.
 inline int mma_config(int cin, int cout, std::int64_t rows) {
   if (cout == 96) return 5;
-  if (cout >= 128) return rows >= 32768 ? 3 : 2;
+  if (cout >= 128) return 2;
   if (cin >= 64) return 4;
   return rows >= 65536 ? 1 : 0;
 }
