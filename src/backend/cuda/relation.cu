@@ -257,41 +257,42 @@ __device__ __forceinline__ std::int32_t neighbour(const std::int32_t* out_coords
   return device::lookup(in_table, row[0], v[0], v[1], v[2]);
 }
 
+// One warp per output row: lane l looks up offset w * 32 + l; a ballot gives
+// the row's occupancy word, so the map, the masks and the row counts come out
+// of one pass. Rows past the output count are capacity: only their count (0)
+// is written, for the scan that runs over the capacity; every reader bounds
+// itself by the count, so deep levels cost their own size.
 template <EdgeRule Rule>
-__global__ void k_edge_map(const std::int32_t* out_coords, const std::int32_t* out_rows_count, std::int64_t out_cap,
-                           Geometry g, ConstHashView in_table, std::int32_t* map) {
-  // Rows past the output count are capacity: left unwritten (every reader
-  // bounds itself by the count), so deep levels cost their own size, not the
-  // capacity inherited from the first level.
-  const std::int64_t n_out = device::read_count(out_rows_count, out_cap);
-  LATTICE_GRID_LOOP(idx, n_out * g.volume) {
-    const std::int64_t o = idx / g.volume;
-    const int k = static_cast<int>(idx % g.volume);
-    map[idx] = neighbour<Rule>(out_coords, o, k, g, in_table);
-  }
-}
-
-__global__ void k_row_masks(const std::int32_t* map, std::int64_t out_cap, const std::int32_t* out_count, int volume,
-                            int words, std::uint32_t* masks, std::int32_t* counts) {
+__global__ void k_edge_map(const std::int32_t* out_coords, const std::int32_t* out_count, std::int64_t out_cap,
+                           Geometry g, ConstHashView in_table, int words, std::int32_t* map, std::uint32_t* masks,
+                           std::int32_t* counts) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * blockDim.x / 32;
   const std::int64_t n_out = device::read_count(out_count, out_cap);
-  LATTICE_GRID_LOOP(o, out_cap) {
+  for (std::int64_t o = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; o < out_cap;
+       o += warps) {
     if (o >= n_out) {
-      counts[o] = 0;  // the scan runs over the capacity
+      if (lane == 0) counts[o] = 0;
       continue;
     }
-    const std::int32_t* row = map + o * volume;
     int count = 0;
     for (int w = 0; w < words; ++w) {
-      std::uint32_t bits = 0;
-      const int k_end = min(volume, (w + 1) * 32);
-      for (int k = w * 32; k < k_end; ++k) bits |= static_cast<std::uint32_t>(row[k] >= 0) << (k - w * 32);
-      masks[o * words + w] = bits;
+      const int k = w * 32 + lane;
+      std::int32_t i = -1;
+      if (k < g.volume) {
+        i = neighbour<Rule>(out_coords, o, k, g, in_table);
+        map[o * g.volume + k] = i;
+      }
+      const std::uint32_t bits = __ballot_sync(0xffffffffu, i >= 0);
+      if (lane == 0) masks[o * words + w] = bits;
       count += __popc(bits);
     }
-    counts[o] = count;
+    if (lane == 0) counts[o] = count;
   }
 }
 
+// One warp per output row: each present (row, k) writes its edge at the row's
+// offset plus the number of present offsets below k.
 __global__ void k_edge_fill(const std::int32_t* map, const std::uint32_t* masks, const std::int32_t* row_offsets,
                             std::int64_t out_cap, int volume, int words, std::int32_t* in_rows,
                             std::int32_t* out_rows, std::int32_t* kernel_ids, const std::int32_t* out_count,
@@ -301,20 +302,22 @@ __global__ void k_edge_fill(const std::int32_t* map, const std::uint32_t* masks,
     counts[0] = row_offsets[out_cap];
     counts[1] = static_cast<std::int32_t>(n_out);
   }
-  LATTICE_GRID_LOOP(idx, n_out * volume) {
-    const std::int32_t i = map[idx];
-    if (i < 0) continue;
-    const std::int64_t o = idx / volume;
-    const int k = static_cast<int>(idx % volume);
-    // Position among the row's edges: set bits of the mask below k.
-    int before = 0;
-    for (int w = 0; w < k / 32; ++w) before += __popc(masks[o * words + w]);
-    const int r = k % 32;
-    if (r) before += __popc(masks[o * words + k / 32] & ((1u << r) - 1u));
-    const std::int64_t e = row_offsets[o] + before;
-    in_rows[e] = i;
-    out_rows[e] = static_cast<std::int32_t>(o);
-    kernel_ids[e] = k;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * blockDim.x / 32;
+  for (std::int64_t o = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; o < n_out;
+       o += warps) {
+    std::int64_t base = row_offsets[o];
+    for (int w = 0; w < words; ++w) {
+      const std::uint32_t bits = masks[o * words + w];
+      const int k = w * 32 + lane;
+      if ((bits >> lane) & 1u) {
+        const std::int64_t e = base + __popc(bits & ((1u << lane) - 1u));
+        in_rows[e] = map[o * volume + k];
+        out_rows[e] = static_cast<std::int32_t>(o);
+        kernel_ids[e] = k;
+      }
+      base += __popc(bits);
+    }
   }
 }
 
@@ -406,22 +409,18 @@ detail::EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& o
   parts.kernel_ids = Array::empty(Shape{edge_cap}, DType::i32, dev);
   parts.counts = Array::empty(Shape{2}, DType::i32, dev);  // written by k_edge_fill
   if (out_cap > 0) {
-    const unsigned grid = grid_for(out_cap * volume, k_threads);
+    const unsigned grid = grid_for(out_cap * 32, k_threads);  // a warp per row
     const std::int32_t* out_coords = ptr<std::int32_t>(output.coords());
     const std::int32_t* out_count = ptr<std::int32_t>(output.active_rows());
     if (transposed) {
-      k_edge_map<EdgeRule::transposed><<<grid, k_threads, 0, stream>>>(out_coords, out_count, out_cap, g,
-                                                                        const_view(in_table),
-                                                                        ptr<std::int32_t>(igemm.out_in_map));
+      k_edge_map<EdgeRule::transposed><<<grid, k_threads, 0, stream>>>(
+          out_coords, out_count, out_cap, g, const_view(in_table), words, ptr<std::int32_t>(igemm.out_in_map),
+          ptr<std::uint32_t>(igemm.masks), ptr<std::int32_t>(row_counts));
     } else {
-      k_edge_map<EdgeRule::forward><<<grid, k_threads, 0, stream>>>(out_coords, out_count, out_cap, g,
-                                                                     const_view(in_table),
-                                                                     ptr<std::int32_t>(igemm.out_in_map));
+      k_edge_map<EdgeRule::forward><<<grid, k_threads, 0, stream>>>(
+          out_coords, out_count, out_cap, g, const_view(in_table), words, ptr<std::int32_t>(igemm.out_in_map),
+          ptr<std::uint32_t>(igemm.masks), ptr<std::int32_t>(row_counts));
     }
-    LATTICE_CUDA_LAUNCH_CHECK();
-    k_row_masks<<<grid_for(out_cap, k_threads), k_threads, 0, stream>>>(
-        ptr<std::int32_t>(igemm.out_in_map), out_cap, out_count, static_cast<int>(volume), words,
-        ptr<std::uint32_t>(igemm.masks), ptr<std::int32_t>(row_counts));
     LATTICE_CUDA_LAUNCH_CHECK();
     exclusive_sum_inclusive_tail(row_counts, csr.row_offsets);
     k_edge_fill<<<grid, k_threads, 0, stream>>>(ptr<std::int32_t>(igemm.out_in_map), ptr<std::uint32_t>(igemm.masks),
