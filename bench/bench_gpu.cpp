@@ -271,6 +271,33 @@ int main(int argc, char** argv) {
     }
   }
 
+  // ---- the built-in scan as a second input (MinkUNet float16 end to end) ------------------
+  {
+    const io::PointCloud sim_scan = sim::simulate_lidar_scan({});
+    const ops::Voxelized sv = ops::voxelize(sim_scan.positions.to(k_dev), sim_scan.positions.to(k_dev),
+                                            {.voxel_size = 0.05});
+    const std::int64_t sn = sv.tensor.rows();
+    const Array scoords = sv.tensor.coords().rows(0, sn).clone();
+    const Array sfeats = ops::cat(sv.tensor, sv.tensor.replace_feats(Array::full(Shape{sv.tensor.capacity(), 1},
+                                                                                   DType::f32, 1.0, k_dev)))
+                             .feats()
+                             .rows(0, sn)
+                             .astype(DType::f16);
+    models::MinkUNetConfig cfg;
+    cfg.batch_statistics = false;
+    const models::MinkUNet net(cfg, 0, DType::f16, k_dev);
+    double flops = 0, bytes = 0;
+    count_network(net, fresh(scoords, sfeats, sn), flops, bytes);
+    std::vector<SparseTensor> inputs;
+    for (int i = 0; i < runs + 3; ++i) inputs.push_back(fresh(scoords, sfeats, sn));
+    std::size_t next = 0;
+    const Timing e2e = time_it([&] { net.forward(inputs[next++]); }, runs);
+    Row r = make_row("minkunet end-to-end, built-in scan", DType::f16, false, flops, bytes, e2e, ceil);
+    r.voxels_in = r.voxels_out = sn;
+    r.note = std::to_string(sn) + " voxels";
+    rows.push_back(r);
+  }
+
   // ---- relation building ---------------------------------------------------------------
   {
     const Array feats = Array::zeros(Shape{voxels, 1}, DType::f16, k_dev);
