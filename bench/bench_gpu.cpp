@@ -16,9 +16,6 @@
 // after warm-up), TFLOP/s, minimum bytes, compute_ratio (achieved / dense GEMM
 // rate of the same dtype) and floor_ratio (max(FLOPs / GEMM rate, bytes /
 // copy bandwidth) / time). Results go to JSON; a short table comes last.
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -30,6 +27,9 @@
 #include <string>
 #include <vector>
 
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
 #include "lattice/lattice.hpp"
 #include "lattice/models/minkunet.hpp"
 
@@ -37,13 +37,13 @@ namespace {
 
 using namespace lattice;
 
-#define CHECK_CUDA(x)                                                                    \
-  do {                                                                                   \
-    cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));               \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+#define CHECK_CUDA(x)                                                      \
+  do {                                                                     \
+    cudaError_t e_ = (x);                                                  \
+    if (e_ != cudaSuccess) {                                               \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                        \
+    }                                                                      \
   } while (0)
 
 const Device k_dev = Device::cuda(0);
@@ -88,8 +88,10 @@ struct Ceilings {
 Ceilings measure_ceilings(bool quick) {
   Ceilings c;
   const std::int64_t bytes = std::int64_t{1} << 30;
-  Array src = Array::full(Shape{bytes / 4}, DType::f32, 1.0, k_dev), dst = Array::empty(Shape{bytes / 4}, DType::f32, k_dev);
-  const Timing t = time_it([&] { CHECK_CUDA(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream())); }, 10);
+  Array src = Array::full(Shape{bytes / 4}, DType::f32, 1.0, k_dev),
+        dst = Array::empty(Shape{bytes / 4}, DType::f32, k_dev);
+  const Timing t = time_it(
+      [&] { CHECK_CUDA(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream())); }, 10);
   c.copy_bytes_per_s = 2.0 * static_cast<double>(bytes) / (t.median_ms * 1e-3);  // read + write
   cublasHandle_t h;
   cublasCreate(&h);
@@ -184,10 +186,14 @@ int main(int argc, char** argv) {
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--data" && i + 1 < argc) data_dir = argv[++i];
-    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--runs" && i + 1 < argc) runs = std::max(20, std::atoi(argv[++i]));
-    else if (a == "--quick") quick = true;
+    if (a == "--data" && i + 1 < argc)
+      data_dir = argv[++i];
+    else if (a == "--json" && i + 1 < argc)
+      json_path = argv[++i];
+    else if (a == "--runs" && i + 1 < argc)
+      runs = std::max(20, std::atoi(argv[++i]));
+    else if (a == "--quick")
+      quick = true;
   }
   if (cuda_device_count() == 0) {
     std::printf("bench_gpu: no CUDA device; nothing to measure\n");
@@ -219,12 +225,12 @@ int main(int argc, char** argv) {
     for (int a = 0; a < 3; ++a) f4[static_cast<std::size_t>(4 * i + a)] = p[3 * i + a];
     f4[static_cast<std::size_t>(4 * i + 3)] = remission ? remission->data<float>()[i] : 1.0f;
   }
-  const ops::Voxelized vox = ops::voxelize(cloud.positions.to(k_dev), Array::from_vector(f4, Shape{n_points, 4}).to(k_dev),
-                                           {.voxel_size = 0.05});
+  const ops::Voxelized vox = ops::voxelize(cloud.positions.to(k_dev),
+                                           Array::from_vector(f4, Shape{n_points, 4}).to(k_dev), {.voxel_size = 0.05});
   const std::int64_t voxels = vox.tensor.rows();
   const Array coords = vox.tensor.coords().rows(0, voxels).clone();
-  std::printf("input: %s, %lld points -> %lld voxels at 0.05 m\n\n", scan_name.c_str(), static_cast<long long>(n_points),
-              static_cast<long long>(voxels));
+  std::printf("input: %s, %lld points -> %lld voxels at 0.05 m\n\n", scan_name.c_str(),
+              static_cast<long long>(n_points), static_cast<long long>(voxels));
 
   std::vector<Row> rows;
   // ---- MinkUNet end to end ---------------------------------------------------------
@@ -274,15 +280,16 @@ int main(int argc, char** argv) {
   // ---- the built-in scan as a second input (MinkUNet float16 end to end) ------------------
   {
     const io::PointCloud sim_scan = sim::simulate_lidar_scan({});
-    const ops::Voxelized sv = ops::voxelize(sim_scan.positions.to(k_dev), sim_scan.positions.to(k_dev),
-                                            {.voxel_size = 0.05});
+    const ops::Voxelized sv =
+        ops::voxelize(sim_scan.positions.to(k_dev), sim_scan.positions.to(k_dev), {.voxel_size = 0.05});
     const std::int64_t sn = sv.tensor.rows();
     const Array scoords = sv.tensor.coords().rows(0, sn).clone();
-    const Array sfeats = ops::cat(sv.tensor, sv.tensor.replace_feats(Array::full(Shape{sv.tensor.capacity(), 1},
-                                                                                   DType::f32, 1.0, k_dev)))
-                             .feats()
-                             .rows(0, sn)
-                             .astype(DType::f16);
+    const Array sfeats =
+        ops::cat(sv.tensor,
+                 sv.tensor.replace_feats(Array::full(Shape{sv.tensor.capacity(), 1}, DType::f32, 1.0, k_dev)))
+            .feats()
+            .rows(0, sn)
+            .astype(DType::f16);
     models::MinkUNetConfig cfg;
     cfg.batch_statistics = false;
     const models::MinkUNet net(cfg, 0, DType::f16, k_dev);
@@ -370,7 +377,8 @@ int main(int argc, char** argv) {
     const std::int64_t n = base.rows();
     Array f = Array::full(Shape{base.capacity(), cin}, dtype, 0.5, k_dev);
     const SparseTensor x = base.replace_feats(f);
-    const std::int64_t vol = name.find("k5") != std::string::npos ? 125 : (name.find("k3") != std::string::npos ? 27 : 8);
+    const std::int64_t vol =
+        name.find("k5") != std::string::npos ? 125 : (name.find("k3") != std::string::npos ? 27 : 8);
     const Array w = Array::full(Shape{vol, cin, cout}, dtype, 0.01, k_dev);
     TraceSession trace;
     const SparseTensor y = op(x, w);
@@ -390,39 +398,44 @@ int main(int argc, char** argv) {
   const SparseTensor base = fresh(coords, Array::zeros(Shape{voxels, 1}, DType::f16, k_dev), voxels);
   for (DType dtype : {DType::f16, DType::f32}) {
     for (int c : {32, 64, 128, 256}) {
-      layer("subm k3 C=" + std::to_string(c), dtype, c, c,
-            [](const SparseTensor& x, const Array& w) { return ops::subm_conv3d(x, w); }, base);
+      layer(
+          "subm k3 C=" + std::to_string(c), dtype, c, c,
+          [](const SparseTensor& x, const Array& w) { return ops::subm_conv3d(x, w); }, base);
     }
-    layer("subm k5 C=32", dtype, 32, 32,
-          [](const SparseTensor& x, const Array& w) { return ops::subm_conv3d(x, w, std::nullopt, {.kernel_size = 5}); },
-          base);
-    layer("conv k2 s2 C=64", dtype, 64, 64,
-          [](const SparseTensor& x, const Array& w) {
-            return ops::conv3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2});
-          },
-          base);
+    layer(
+        "subm k5 C=32", dtype, 32, 32,
+        [](const SparseTensor& x, const Array& w) { return ops::subm_conv3d(x, w, std::nullopt, {.kernel_size = 5}); },
+        base);
+    layer(
+        "conv k2 s2 C=64", dtype, 64, 64,
+        [](const SparseTensor& x, const Array& w) {
+          return ops::conv3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2});
+        },
+        base);
     const SparseTensor down = ops::conv3d(base, Array::zeros(Shape{8, 1, 1}, DType::f16, k_dev), std::nullopt,
                                           {.kernel_size = 2, .stride = 2});
-    layer("conv_transpose k2 s2 C=64 (target)", dtype, 64, 64,
-          [&](const SparseTensor& x, const Array& w) {
-            return ops::conv_transpose3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2, .coordinates = base});
-          },
-          down);
+    layer(
+        "conv_transpose k2 s2 C=64 (target)", dtype, 64, 64,
+        [&](const SparseTensor& x, const Array& w) {
+          return ops::conv_transpose3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2, .coordinates = base});
+        },
+        down);
   }
 
   // ---- report -------------------------------------------------------------------------
   std::ofstream js(json_path);
   js << "{\n  \"device\": \"" << gpu << "\",\n  \"input\": \"" << scan_name << "\",\n  \"voxels\": " << voxels
-     << ",\n  \"copy_tb_s\": " << ceil.copy_bytes_per_s / 1e12 << ",\n  \"gemm_tflops\": {\"f16\": " << ceil.gemm_f16 / 1e12
-     << ", \"f32\": " << ceil.gemm_f32 / 1e12 << ", \"tf32\": " << ceil.gemm_tf32 / 1e12 << "},\n  \"cases\": [\n";
+     << ",\n  \"copy_tb_s\": " << ceil.copy_bytes_per_s / 1e12
+     << ",\n  \"gemm_tflops\": {\"f16\": " << ceil.gemm_f16 / 1e12 << ", \"f32\": " << ceil.gemm_f32 / 1e12
+     << ", \"tf32\": " << ceil.gemm_tf32 / 1e12 << "},\n  \"cases\": [\n";
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     js << "    {\"name\": \"" << r.name << "\", \"dtype\": \"" << r.dtype << "\", \"voxels_in\": " << r.voxels_in
        << ", \"voxels_out\": " << r.voxels_out << ", \"edges\": " << r.edges << ", \"flops\": " << r.flops
        << ", \"bytes\": " << r.bytes << ", \"median_ms\": " << r.median_ms << ", \"min_ms\": " << r.min_ms
        << ", \"tflops\": " << (r.flops / (r.median_ms * 1e9)) << ", \"compute_ratio\": " << r.compute_ratio
-       << ", \"floor_ratio\": " << r.floor_ratio << ", \"note\": \"" << r.note << "\"}" << (i + 1 < rows.size() ? "," : "")
-       << "\n";
+       << ", \"floor_ratio\": " << r.floor_ratio << ", \"note\": \"" << r.note << "\"}"
+       << (i + 1 < rows.size() ? "," : "") << "\n";
   }
   js << "  ]\n}\n";
   std::printf("%-42s %-9s %9s %9s %9s %8s %8s %8s  %s\n", "case", "dtype", "GFLOP", "median", "min", "TFLOP/s",

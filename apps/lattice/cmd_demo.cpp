@@ -75,18 +75,18 @@ struct LayerRow {
 }  // namespace
 
 int cmd_demo(const std::vector<std::string>& argv) {
-  const Args args(argv,
-                  {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps", "runs",
-                   "device"},
-                  {"inference"});
+  const Args args(
+      argv,
+      {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps", "runs", "device"},
+      {"inference"});
   if (auto t = args.value("threads")) set_cpu_threads(static_cast<int>(args.int_or("threads", 0)));
   const double voxel_size = args.double_or("voxel-size", 0.05);
   const DType dtype = parse_dtype(args.string_or("dtype", "float32"));
   const int runs = static_cast<int>(args.int_or("runs", 1));
   // The GPU when there is one, unless told otherwise.
   const std::string device_arg = args.string_or("device", "auto");
-  const Device device = device_arg == "auto" ? (cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu())
-                                             : parse_device(device_arg);
+  const Device device =
+      device_arg == "auto" ? (cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu()) : parse_device(device_arg);
   if (device.is_cuda()) {
     check<DeviceError>(device.index < cuda_device_count(), "lattice demo", "--device", device.str(),
                        " is not available (", cuda_device_count(), " CUDA devices visible)");
@@ -101,9 +101,8 @@ int cmd_demo(const std::vector<std::string>& argv) {
   // A fresh manager: the first forward pass builds every relation (end to end).
   auto manager = CoordinateManager::create();
   TraceSession voxel_trace;
-  ops::Voxelized vox =
-      ops::voxelize(input.cloud.positions.to(device), point_features(input.cloud).to(device),
-                    {.voxel_size = voxel_size, .manager = manager});
+  ops::Voxelized vox = ops::voxelize(input.cloud.positions.to(device), point_features(input.cloud).to(device),
+                                     {.voxel_size = voxel_size, .manager = manager});
   const double voxelize_ms = voxel_trace.records().back().total_ms;
   SparseTensor x = vox.tensor.replace_feats(vox.tensor.feats().astype(dtype));
 
@@ -125,8 +124,8 @@ int cmd_demo(const std::vector<std::string>& argv) {
     std::printf("device:     cpu, %d threads, %s\n\n", info.cpu_threads, info.blas.c_str());
   } else {
     const auto& d = info.cuda_devices[static_cast<std::size_t>(device.index)];
-    std::printf("device:     %s, %s (tier %s), CUDA %s; times are device times (CUDA events)\n\n",
-                device.str().c_str(), d.name.c_str(), d.tier.c_str(), info.cuda_runtime.c_str());
+    std::printf("device:     %s, %s (tier %s), CUDA %s; times are device times (CUDA events)\n\n", device.str().c_str(),
+                d.name.c_str(), d.tier.c_str(), info.cuda_runtime.c_str());
   }
 
   std::vector<OpRecord> records;

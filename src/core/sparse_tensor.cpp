@@ -80,18 +80,19 @@ SparseTensor SparseTensor::from_coords(Array coords, Array feats, const SparseTe
     // Host data is checked on the host, before it can reach a device (SPEC §14).
     std::vector<std::int32_t> counts = check_coordinate_values(coords, rows, s);
     std::optional<Array> batch_counts = checked_batch_counts(options.batch_counts, counts, coords.device());
-    auto set = manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), Device::cpu()),
-                               s, std::move(batch_counts), rows);
+    auto set =
+        manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), Device::cpu()),
+                        s, std::move(batch_counts), rows);
     if (options.check_unique) cpu::coord_index(*set, k_op);  // throws on duplicates; kept for later relations
     return SparseTensor(std::move(set), std::move(manager), std::move(feats));
   }
   // Device data is checked by kernels; errors surface at the next host-facing
   // call (sticky device errors), so construction never waits for the device.
-  check(!options.batch_counts.has_value() || options.batch_counts->device() == coords.device(), k_op,
-        "batch_counts", "must be on ", coords.device().str());
-  auto set = manager->insert(std::move(coords),
-                             Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), feats.device()), s,
-                             options.batch_counts, rows);
+  check(!options.batch_counts.has_value() || options.batch_counts->device() == coords.device(), k_op, "batch_counts",
+        "must be on ", coords.device().str());
+  auto set =
+      manager->insert(std::move(coords), Array::scalar<std::int32_t>(static_cast<std::int32_t>(rows), feats.device()),
+                      s, options.batch_counts, rows);
   cuda::check_coordinates(*set, k_op);
   if (options.check_unique) cuda::check_unique(*set, k_op);
   return SparseTensor(std::move(set), std::move(manager), std::move(feats));

@@ -39,8 +39,12 @@ MinkUNet::Conv make_conv(SplitMix& rng, int kernel, int stride, int cin, int cou
 }
 
 MinkUNet::Norm make_norm(int c, Device device) {
-  MinkUNet::Norm n{Array::full(Shape{c}, DType::f32, 1.0, device), Array::zeros(Shape{c}, DType::f32, device),
-                   Array::zeros(Shape{c}, DType::f32, device), Array::full(Shape{c}, DType::f32, 1.0, device), {}, {}};
+  MinkUNet::Norm n{Array::full(Shape{c}, DType::f32, 1.0, device),
+                   Array::zeros(Shape{c}, DType::f32, device),
+                   Array::zeros(Shape{c}, DType::f32, device),
+                   Array::full(Shape{c}, DType::f32, 1.0, device),
+                   {},
+                   {}};
   std::tie(n.scale, n.shift) = ops::batch_norm_fold(
       {.weight = n.gamma, .bias = n.beta, .running_mean = n.running_mean, .running_var = n.running_var});
   return n;
@@ -82,10 +86,10 @@ class Runner {
       return conv(e);
     }
     SparseTensor y = ops::batch_norm(conv(ops::ConvEpilogue{}), {.weight = n.gamma,
-                                                                  .bias = n.beta,
-                                                                  .running_mean = n.running_mean,
-                                                                  .running_var = n.running_var,
-                                                                  .training = true})
+                                                                 .bias = n.beta,
+                                                                 .running_mean = n.running_mean,
+                                                                 .running_var = n.running_var,
+                                                                 .training = true})
                          .output;
     if (residual) y = ops::add(y, *residual);
     return relu ? ops::relu(y) : y;
@@ -95,7 +99,8 @@ class Runner {
                          const SparseTensor* residual = nullptr) const {
     return conv_norm(
         [&](const ops::ConvEpilogue& e) {
-          return ops::subm_conv3d(x, c.weight, std::nullopt, {.kernel_size = c.kernel, .allow_tf32 = tf32_, .epilogue = e});
+          return ops::subm_conv3d(x, c.weight, std::nullopt,
+                                  {.kernel_size = c.kernel, .allow_tf32 = tf32_, .epilogue = e});
         },
         n, relu, residual);
   }
@@ -106,7 +111,8 @@ class Runner {
       TraceLabel label(name + ".shortcut");
       shortcut = conv_norm(
           [&](const ops::ConvEpilogue& e) {
-            return ops::conv3d(x, b.shortcut.weight, std::nullopt, {.kernel_size = 1, .allow_tf32 = tf32_, .epilogue = e});
+            return ops::conv3d(x, b.shortcut.weight, std::nullopt,
+                               {.kernel_size = 1, .allow_tf32 = tf32_, .epilogue = e});
           },
           b.shortcut_norm, false);
     }

@@ -74,8 +74,8 @@ void check_residual_key(const ConvEpilogue& e, const CoordinateMapKey& out_key, 
 }
 
 cpu::Epilogue cpu_epilogue(const ConvEpilogue& e) {
-  return {e.scale ? &*e.scale : nullptr, e.shift ? &*e.shift : nullptr,
-          e.residual ? &e.residual->feats() : nullptr, e.relu};
+  return {e.scale ? &*e.scale : nullptr, e.shift ? &*e.shift : nullptr, e.residual ? &e.residual->feats() : nullptr,
+          e.relu};
 }
 
 cuda::ConvOptions cuda_options(const ConvCall& call) {
@@ -201,7 +201,9 @@ SparseTensor run_conv(const SparseTensor& x, const Array& weight, const std::opt
 SparseTensor conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                     const Conv3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
-  return run_conv(x, weight, bias, {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route, params.allow_tf32, &params.epilogue});
+  return run_conv(
+      x, weight, bias,
+      {"conv3d", RelationKind::forward, spec, &params.coordinates, params.route, params.allow_tf32, &params.epilogue});
 }
 
 SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
@@ -210,14 +212,17 @@ SparseTensor subm_conv3d(const SparseTensor& x, const Array& weight, const std::
   check(k.x % 2 == 1 && k.y % 2 == 1 && k.z % 2 == 1, "subm_conv3d", "kernel_size", "must be odd on every axis, got ",
         k.str());
   const KernelSpec spec{k, Int3{1}, Int3{0}, params.dilation};
-  return run_conv(x, weight, bias, {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route, params.allow_tf32, &params.epilogue});
+  return run_conv(
+      x, weight, bias,
+      {"subm_conv3d", RelationKind::submanifold, spec, nullptr, params.route, params.allow_tf32, &params.epilogue});
 }
 
 SparseTensor conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,
                               const ConvTranspose3dParams& params) {
   const KernelSpec spec{params.kernel_size, params.stride, params.padding, params.dilation};
   return run_conv(x, weight, bias,
-                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route, params.allow_tf32, &params.epilogue});
+                  {"conv_transpose3d", RelationKind::transposed, spec, &params.coordinates, params.route,
+                   params.allow_tf32, &params.epilogue});
 }
 
 SparseTensor generative_conv_transpose3d(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias,

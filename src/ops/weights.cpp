@@ -1,6 +1,5 @@
 #include "ops/weights.hpp"
 
-
 namespace lattice::ops::detail {
 
 std::int64_t check_weight(const Array& weight, const KernelSpec& spec, std::int64_t c_in, DType dtype, Device device,

@@ -44,8 +44,8 @@ SupportParts forward_support(const CoordinateSet& input, const KernelSpec& spec,
           cpu::batch_counts(coords, rows), nullptr};
 }
 
-SupportParts transposed_support(const CoordinateSet& input, const KernelSpec& spec, Int3 out_stride,
-                                bool apply_padding, const char* op) {
+SupportParts transposed_support(const CoordinateSet& input, const KernelSpec& spec, Int3 out_stride, bool apply_padding,
+                                const char* op) {
   if (!input.device().is_cpu()) return cuda::transposed_support(input, spec, out_stride, apply_padding, op);
   Array coords = cpu::transposed_support(input, spec, out_stride, apply_padding, op);
   const std::int64_t rows = coords.dim(0);
@@ -58,7 +58,7 @@ EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& output, R
   if (!input.device().is_cpu()) return cuda::build_edges(input, output, kind, spec, op);
   cpu::Edges e = cpu::build_edges(input, output, kind, spec, op);
   return {std::move(e.in_rows), std::move(e.out_rows), std::move(e.kernel_ids), std::move(e.counts), e.n_edges,
-          std::nullopt, std::nullopt};
+          std::nullopt,         std::nullopt};
 }
 
 std::shared_ptr<const CoordinateSet> register_support(CoordinateManager& manager, SupportParts parts, Int3 stride) {
@@ -72,8 +72,8 @@ std::shared_ptr<const CoordinateSet> register_support(CoordinateManager& manager
 }  // namespace
 
 std::shared_ptr<const Relation> build_relation(CoordinateManager& manager,
-                                               const std::shared_ptr<const CoordinateSet>& input,
-                                               RelationKind kind, const KernelSpec& spec,
+                                               const std::shared_ptr<const CoordinateSet>& input, RelationKind kind,
+                                               const KernelSpec& spec,
                                                const std::shared_ptr<const CoordinateSet>& target, const char* op) {
   const Int3 out_stride = output_stride(kind, input->stride(), spec.stride, op);
   const bool needs_target = kind == RelationKind::target || kind == RelationKind::target_transposed;
@@ -84,16 +84,20 @@ std::shared_ptr<const Relation> build_relation(CoordinateManager& manager,
     check(target->stride() == out_stride, op, "coordinates", "target stride ", target->stride().str(),
           " must equal the output stride ", out_stride.str(), " (input stride ", input->stride().str(),
           is_transposed_kind(kind) ? " / " : " * ", "kernel stride ", spec.stride.str(), ")");
-    check<DeviceError>(target->device() == input->device(), op, "coordinates", "target is on ",
-                       target->device().str(), " but the input is on ", input->device().str());
+    check<DeviceError>(target->device() == input->device(), op, "coordinates", "target is on ", target->device().str(),
+                       " but the input is on ", input->device().str());
   }
 
   std::shared_ptr<const CoordinateSet> output;
   bool owns_output = false;
   switch (kind) {
-    case RelationKind::submanifold: output = input; break;
+    case RelationKind::submanifold:
+      output = input;
+      break;
     case RelationKind::target:
-    case RelationKind::target_transposed: output = target; break;
+    case RelationKind::target_transposed:
+      output = target;
+      break;
     case RelationKind::forward:
       if (spec.stride == Int3{1}) {
         output = input;  // SPEC §4: with r = 1 the support is the input set and shares its key

@@ -14,11 +14,11 @@ namespace lattice::detail {
 
 // A newly generated output support.
 struct SupportParts {
-  Array coords;                                // (capacity, 4) int32, physical
-  Array active_rows;                           // int32 scalar on the device
-  std::optional<std::int64_t> known_rows;      // when the host knows it for free (CPU)
-  std::optional<Array> batch_counts;           // when known for free
-  std::shared_ptr<const CoordIndex> index;     // the lookup built while deduplicating, if any
+  Array coords;                             // (capacity, 4) int32, physical
+  Array active_rows;                        // int32 scalar on the device
+  std::optional<std::int64_t> known_rows;   // when the host knows it for free (CPU)
+  std::optional<Array> batch_counts;        // when known for free
+  std::shared_ptr<const CoordIndex> index;  // the lookup built while deduplicating, if any
 };
 
 // The edges of a relation, plus views the builder produced on the way.

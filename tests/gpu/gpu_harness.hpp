@@ -6,11 +6,11 @@
 // so an element a kernel forgets to write fails the comparison.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "lattice/core/backend_info.hpp"
 #include "lattice/core/stream.hpp"

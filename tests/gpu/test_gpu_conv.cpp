@@ -2,9 +2,9 @@
 // shape on CUDA against the CPU route in float64; relations and their views
 // identical to the CPU's (same deterministic order); K = 125; odd channels;
 // empty inputs; batch > 1; a 10^6-voxel input.
-#include <gtest/gtest.h>
-
 #include <sstream>
+
+#include <gtest/gtest.h>
 
 #include "gpu/gpu_harness.hpp"
 #include "lattice/core/relation.hpp"
@@ -44,7 +44,7 @@ std::string name(const Case& c) {
 std::vector<Case> cases() {
   using R = ops::ConvRoute;
   std::vector<Case> out;
-  const std::vector<Kind> kinds{Kind::forward,    Kind::target,            Kind::subm,      Kind::transposed,
+  const std::vector<Kind> kinds{Kind::forward,           Kind::target,     Kind::subm,     Kind::transposed,
                                 Kind::target_transposed, Kind::generative, Kind::pointwise};
   const std::vector<DType> dtypes{DType::f32, DType::f16, DType::bf16, DType::f64};
   const std::vector<R> routes{R::automatic, R::implicit_gemm, R::sorted_implicit_gemm, R::gather_gemm_scatter};
@@ -105,24 +105,31 @@ TEST_P(GpuConv, MatchesCpuFloat64PerElement) {
   auto run = [&](const SparseTensor& x, const Array& w, const std::optional<Array>& b,
                  const ops::TargetCoords& t) -> SparseTensor {
     switch (c.kind) {
-      case Kind::forward: return ops::conv3d(x, w, b, {.kernel_size = c.k, .stride = c.r, .route = c.route, .allow_tf32 = c.tf32});
+      case Kind::forward:
+        return ops::conv3d(x, w, b, {.kernel_size = c.k, .stride = c.r, .route = c.route, .allow_tf32 = c.tf32});
       case Kind::target:
-        return ops::conv3d(x, w, b, {.kernel_size = c.k, .stride = c.r, .coordinates = t, .route = c.route, .allow_tf32 = c.tf32});
-      case Kind::subm: return ops::subm_conv3d(x, w, b, {.kernel_size = c.k, .route = c.route, .allow_tf32 = c.tf32});
+        return ops::conv3d(
+            x, w, b, {.kernel_size = c.k, .stride = c.r, .coordinates = t, .route = c.route, .allow_tf32 = c.tf32});
+      case Kind::subm:
+        return ops::subm_conv3d(x, w, b, {.kernel_size = c.k, .route = c.route, .allow_tf32 = c.tf32});
       case Kind::transposed:
-        return ops::conv_transpose3d(x, w, b, {.kernel_size = c.k, .stride = c.r, .route = c.route, .allow_tf32 = c.tf32});
-      case Kind::target_transposed:
         return ops::conv_transpose3d(x, w, b,
-                                     {.kernel_size = c.k, .stride = c.r, .coordinates = t, .route = c.route, .allow_tf32 = c.tf32});
+                                     {.kernel_size = c.k, .stride = c.r, .route = c.route, .allow_tf32 = c.tf32});
+      case Kind::target_transposed:
+        return ops::conv_transpose3d(
+            x, w, b, {.kernel_size = c.k, .stride = c.r, .coordinates = t, .route = c.route, .allow_tf32 = c.tf32});
       case Kind::generative:
-        return ops::generative_conv_transpose3d(x, w, b, {.kernel_size = c.k, .stride = c.r, .route = c.route, .allow_tf32 = c.tf32});
-      case Kind::pointwise: return ops::conv3d(x, w, b, {.kernel_size = 1, .route = c.route, .allow_tf32 = c.tf32});
+        return ops::generative_conv_transpose3d(
+            x, w, b, {.kernel_size = c.k, .stride = c.r, .route = c.route, .allow_tf32 = c.tf32});
+      case Kind::pointwise:
+        return ops::conv3d(x, w, b, {.kernel_size = 1, .route = c.route, .allow_tf32 = c.tf32});
     }
     return {};
   };
   const Array target_host = coords_array(target);
-  const SparseTensor ref = run(x64, weight.astype(DType::f64), bias ? std::optional(bias->astype(DType::f64)) : std::nullopt,
-                               target.empty() ? ops::TargetCoords{} : ops::TargetCoords{target_host});
+  const SparseTensor ref =
+      run(x64, weight.astype(DType::f64), bias ? std::optional(bias->astype(DType::f64)) : std::nullopt,
+          target.empty() ? ops::TargetCoords{} : ops::TargetCoords{target_host});
   const SparseTensor mag = run(xabs, abs64(weight), bias ? std::optional(abs64(*bias)) : std::nullopt,
                                target.empty() ? ops::TargetCoords{} : ops::TargetCoords{target_host});
   poison_pool();
@@ -131,7 +138,8 @@ TEST_P(GpuConv, MatchesCpuFloat64PerElement) {
   ASSERT_EQ(y.device(), k_gpu);
   const std::int64_t rows = y.rows();
   ASSERT_EQ(rows, ref.rows()) << name(c);
-  EXPECT_EQ(coords_from_array(y.coords(), rows), coords_from_array(ref.coords(), rows)) << "support or its order differs";
+  EXPECT_EQ(coords_from_array(y.coords(), rows), coords_from_array(ref.coords(), rows))
+      << "support or its order differs";
   EXPECT_EQ(y.stride(), ref.stride());
   const std::string report = compare_rows(y.feats(), rows, to_doubles(ref.feats().rows(0, rows)),
                                           to_doubles(mag.feats().rows(0, rows)), c.dtype, c.tf32);
@@ -162,8 +170,8 @@ TEST_P(GpuEpilogue, MatchesTheCpu) {
   const auto n = static_cast<std::int64_t>(coords.size());
   const std::int64_t vol = std::int64_t{c.k} * c.k * c.k;
   const Array feats = make_array(random_values(rng, static_cast<std::size_t>(n * c.cin)), Shape{n, c.cin}, c.dtype);
-  const Array w = make_array(random_values(rng, static_cast<std::size_t>(vol * c.cin * c.cout)), Shape{vol, c.cin, c.cout},
-                             c.dtype);
+  const Array w = make_array(random_values(rng, static_cast<std::size_t>(vol * c.cin * c.cout)),
+                             Shape{vol, c.cin, c.cout}, c.dtype);
   const Array b = make_array(random_values(rng, c.cout), Shape{c.cout}, c.dtype);
   const Array scale = make_array(random_values(rng, c.cout), Shape{c.cout}, DType::f32);
   const Array shift = make_array(random_values(rng, c.cout), Shape{c.cout}, DType::f32);
@@ -177,14 +185,14 @@ TEST_P(GpuEpilogue, MatchesTheCpu) {
     if (c.k == 1) return ops::conv3d(x, ww, bb, {.kernel_size = 1, .route = c.route, .epilogue = e});
     return ops::subm_conv3d(x, ww, bb, {.kernel_size = c.k, .route = c.route, .epilogue = e});
   };
-  const SparseTensor ref = run(xc, w.astype(DType::f64), b.astype(DType::f64), scale, shift, res.astype(DType::f64), true);
+  const SparseTensor ref =
+      run(xc, w.astype(DType::f64), b.astype(DType::f64), scale, shift, res.astype(DType::f64), true);
   // Magnitude: the same pass on absolute values, without the ReLU.
   const SparseTensor mag = run(xc.replace_feats(abs64(feats)), abs64(w), abs64(b), abs64(scale).astype(DType::f32),
                                abs64(shift).astype(DType::f32), abs64(res), false);
   poison_pool();
   const SparseTensor y = run(xg, w.to(k_gpu), b.to(k_gpu), scale.to(k_gpu), shift.to(k_gpu), res.to(k_gpu), true);
-  const std::string report =
-      compare_rows(y.feats(), n, to_doubles(ref.feats()), to_doubles(mag.feats()), c.dtype);
+  const std::string report = compare_rows(y.feats(), n, to_doubles(ref.feats()), to_doubles(mag.feats()), c.dtype);
   EXPECT_TRUE(report.empty()) << report;
 }
 
@@ -196,7 +204,9 @@ INSTANTIATE_TEST_SUITE_P(Kernels, GpuEpilogue,
                                            EpiCase{DType::f64, ops::ConvRoute::automatic, 8, 8, 3},
                                            EpiCase{DType::f16, ops::ConvRoute::gather_gemm_scatter, 16, 24, 3},
                                            EpiCase{DType::f16, ops::ConvRoute::automatic, 32, 96, 1}),
-                         [](const auto& info) { return std::to_string(info.index) + "_" + std::string(dtype_name(info.param.dtype)); });
+                         [](const auto& info) {
+                           return std::to_string(info.index) + "_" + std::string(dtype_name(info.param.dtype));
+                         });
 
 // ---- relations and views: identical to the CPU's ---------------------------------
 
@@ -225,9 +235,8 @@ TEST_P(GpuRelation, EdgesAndViewsEqualTheCpu) {
   const Int3 stride{s[0], s[1], s[2]};
   const SparseTensor xc = SparseTensor::from_coords(coords_array(coords), Array::zeros(Shape{n, 1}, DType::f32),
                                                     {.stride = stride, .manager = mc});
-  const SparseTensor xg = SparseTensor::from_coords(coords_array(coords).to(k_gpu),
-                                                    Array::zeros(Shape{n, 1}, DType::f32, k_gpu),
-                                                    {.stride = stride, .manager = mg});
+  const SparseTensor xg = SparseTensor::from_coords(
+      coords_array(coords).to(k_gpu), Array::zeros(Shape{n, 1}, DType::f32, k_gpu), {.stride = stride, .manager = mg});
   const KernelSpec spec{Int3{c.k}, Int3{c.kind == RelationKind::submanifold ? 1 : c.r}, Int3{0}, Int3{1}};
   auto rc = mc->relation(xc.coordinate_set(), c.kind, spec, nullptr, "test");
   auto rg = mg->relation(xg.coordinate_set(), c.kind, spec, nullptr, "test");
@@ -239,11 +248,13 @@ TEST_P(GpuRelation, EdgesAndViewsEqualTheCpu) {
   EXPECT_EQ(head<std::int32_t>(rg->in_rows(), ne), head<std::int32_t>(rc->in_rows(), ne));
   EXPECT_EQ(head<std::int32_t>(rg->out_rows(), ne), head<std::int32_t>(rc->out_rows(), ne));
   EXPECT_EQ(head<std::int32_t>(rg->kernel_ids(), ne), head<std::int32_t>(rc->kernel_ids(), ne));
-  EXPECT_EQ(head<std::int32_t>(rg->output_csr().row_offsets, no + 1), head<std::int32_t>(rc->output_csr().row_offsets, no + 1));
+  EXPECT_EQ(head<std::int32_t>(rg->output_csr().row_offsets, no + 1),
+            head<std::int32_t>(rc->output_csr().row_offsets, no + 1));
   EXPECT_EQ(head<std::int32_t>(rg->input_csr().offsets, n + 1), head<std::int32_t>(rc->input_csr().offsets, n + 1));
   EXPECT_EQ(head<std::int32_t>(rg->input_csr().edge_ids, ne), head<std::int32_t>(rc->input_csr().edge_ids, ne));
   const std::int64_t volume = spec.volume();
-  EXPECT_EQ(head<std::int32_t>(rg->kernel_csr().offsets, volume + 1), head<std::int32_t>(rc->kernel_csr().offsets, volume + 1));
+  EXPECT_EQ(head<std::int32_t>(rg->kernel_csr().offsets, volume + 1),
+            head<std::int32_t>(rc->kernel_csr().offsets, volume + 1));
   EXPECT_EQ(head<std::int32_t>(rg->kernel_csr().edge_ids, ne), head<std::int32_t>(rc->kernel_csr().edge_ids, ne));
   const int words = rc->implicit_gemm_map().mask_words;
   EXPECT_EQ(head<std::int32_t>(rg->implicit_gemm_map().out_in_map, no * volume),
@@ -256,18 +267,16 @@ TEST_P(GpuRelation, EdgesAndViewsEqualTheCpu) {
   EXPECT_EQ(head<std::int32_t>(sg.sorted_map, no * volume), head<std::int32_t>(sc.sorted_map, no * volume));
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, GpuRelation,
-                         ::testing::Values(RelCase{RelationKind::submanifold, 3, 1},
-                                           RelCase{RelationKind::submanifold, 5, 1},
-                                           RelCase{RelationKind::forward, 2, 2}, RelCase{RelationKind::forward, 3, 2},
-                                           RelCase{RelationKind::transposed, 2, 2},
-                                           RelCase{RelationKind::transposed, 3, 2},
-                                           RelCase{RelationKind::generative, 2, 2},
-                                           RelCase{RelationKind::generative, 3, 1}),
-                         [](const auto& info) {
-                           return std::string(relation_kind_name(info.param.kind)) + "_k" +
-                                  std::to_string(info.param.k) + "_s" + std::to_string(info.param.r);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, GpuRelation,
+    ::testing::Values(RelCase{RelationKind::submanifold, 3, 1}, RelCase{RelationKind::submanifold, 5, 1},
+                      RelCase{RelationKind::forward, 2, 2}, RelCase{RelationKind::forward, 3, 2},
+                      RelCase{RelationKind::transposed, 2, 2}, RelCase{RelationKind::transposed, 3, 2},
+                      RelCase{RelationKind::generative, 2, 2}, RelCase{RelationKind::generative, 3, 1}),
+    [](const auto& info) {
+      return std::string(relation_kind_name(info.param.kind)) + "_k" + std::to_string(info.param.k) + "_s" +
+             std::to_string(info.param.r);
+    });
 
 // ---- large input and device errors ------------------------------------------------------
 
@@ -290,17 +299,16 @@ TEST_F(GpuLarge, MillionVoxelSubmanifoldConvolution) {
   const SparseTensor xg = SparseTensor::from_coords(vc.tensor.coords().to(k_gpu), feats.to(k_gpu), {.manager = mg});
   poison_pool();
   const SparseTensor y = ops::subm_conv3d(xg, w.to(k_gpu));
-  const std::string report =
-      compare_rows(y.feats(), n, to_doubles(ref.feats()), to_doubles(mag.feats()), DType::f16);
+  const std::string report = compare_rows(y.feats(), n, to_doubles(ref.feats()), to_doubles(mag.feats()), DType::f16);
   EXPECT_TRUE(report.empty()) << report;
 }
 
 TEST_F(GpuLarge, DeviceErrorsSurfaceAtTheNextHostFacingCall) {
   auto m = CoordinateManager::create();
   // A transposed output outside the key range is found by the kernel.
-  const SparseTensor x = SparseTensor::from_coords(
-      Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 131071}, Shape{1, 4}).to(k_gpu),
-      Array::zeros(Shape{1, 1}, DType::f32, k_gpu), {.manager = m});
+  const SparseTensor x =
+      SparseTensor::from_coords(Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 131071}, Shape{1, 4}).to(k_gpu),
+                                Array::zeros(Shape{1, 1}, DType::f32, k_gpu), {.manager = m});
   const SparseTensor y = ops::conv_transpose3d(x, Array::zeros(Shape{27, 1, 1}, DType::f32, k_gpu), std::nullopt,
                                                {.kernel_size = 3, .stride = 1});
   EXPECT_THROW(synchronize(k_gpu), ValueError);

@@ -40,7 +40,8 @@ void expect_close(const SparseTensor& cpu, const SparseTensor& gpu, DType dtype,
   const auto b = to_doubles(gpu.feats().rows(0, rows));
   std::vector<double> mag(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) mag[i] = std::max(1.0, std::abs(a[i]));
-  const std::string report = compare_elements(b, a, mag, tol_scale * tolerance_for(dtype), static_cast<std::size_t>(cpu.channels()));
+  const std::string report =
+      compare_elements(b, a, mag, tol_scale * tolerance_for(dtype), static_cast<std::size_t>(cpu.channels()));
   EXPECT_TRUE(report.empty()) << report;
 }
 
@@ -150,8 +151,8 @@ class GpuMinkUNet : public GpuTest {};
 
 SparseTensor scan_input(Device device, DType dtype, const std::shared_ptr<CoordinateManager>& m) {
   const io::PointCloud scan = sim::simulate_lidar_scan({.seed = 2, .azimuth_steps = 400});
-  const ops::Voxelized v = ops::voxelize(scan.positions.to(device), scan.positions.to(device),
-                                         {.voxel_size = 0.1, .manager = m});
+  const ops::Voxelized v =
+      ops::voxelize(scan.positions.to(device), scan.positions.to(device), {.voxel_size = 0.1, .manager = m});
   const SparseTensor x = v.tensor.replace_feats(v.tensor.feats().astype(dtype));
   // 4 input channels: x, y, z and a constant.
   return ops::cat(x, x.replace_feats(Array::full(Shape{x.capacity(), 1}, dtype, 1.0, device)));
@@ -202,7 +203,8 @@ TEST_F(GpuMinkUNet, WholeForwardCapturesIntoACudaGraph) {
   const auto eager = to_doubles(net.forward(x).feats().rows(0, rows));
   // A fresh coordinate set (same values, new key): the captured pass builds every relation.
   auto m = CoordinateManager::create();
-  const SparseTensor fresh = SparseTensor::from_coords(x.coords().clone(), x.feats().clone(), {.manager = m, .active_rows = rows});
+  const SparseTensor fresh =
+      SparseTensor::from_coords(x.coords().clone(), x.feats().clone(), {.manager = m, .active_rows = rows});
   synchronize(k_gpu);
   auto stream = static_cast<cudaStream_t>(current_stream(k_gpu).handle);
   ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);

@@ -58,7 +58,7 @@ class MinkUNet {
   };
   struct Norm {
     Array gamma, beta, running_mean, running_var;  // (C,) float32
-    Array scale, shift;  // the inference form (batch_norm_fold), fused into the convolution
+    Array scale, shift;                            // the inference form (batch_norm_fold), fused into the convolution
   };
   struct Block {
     Conv conv1, conv2;

@@ -52,16 +52,20 @@ void apply_epilogue(A* acc, std::int64_t n, std::int64_t cout, const Epilogue& e
   const float* scale = e.scale ? e.scale->data<float>() : nullptr;
   const float* shift = e.shift ? e.shift->data<float>() : nullptr;
   const T* residual = e.residual ? e.residual->data<T>() : nullptr;
+  // Branches hoisted out of the channel loops, so each loop vectorizes.
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < n; ++r) {
-    for (std::int64_t c = 0; c < cout; ++c) {
-      A v = acc[r * cout + c];
-      if (scale) v *= static_cast<A>(scale[c]);
-      if (shift) v += static_cast<A>(shift[c]);
-      if (residual) v += static_cast<A>(load(residual[r * cout + c]));
-      if (e.relu && !(v > A{0})) v = A{0};
-      acc[r * cout + c] = v;
+    A* row = acc + r * cout;
+    if (scale)
+      for (std::int64_t c = 0; c < cout; ++c) row[c] *= static_cast<A>(scale[c]);
+    if (shift)
+      for (std::int64_t c = 0; c < cout; ++c) row[c] += static_cast<A>(shift[c]);
+    if (residual) {
+      const T* res = residual + r * cout;
+      for (std::int64_t c = 0; c < cout; ++c) row[c] += static_cast<A>(load(res[c]));
     }
+    if (e.relu)
+      for (std::int64_t c = 0; c < cout; ++c) row[c] = row[c] > A{0} ? row[c] : A{0};
   }
 }
 

@@ -44,11 +44,16 @@ __global__ void k_astype(const S* src, D* dst, std::int64_t n) {
 template <class F>
 decltype(auto) visit_any(DType t, F&& f) {
   switch (t) {
-    case DType::i32: return f.template operator()<std::int32_t>();
-    case DType::i64: return f.template operator()<std::int64_t>();
-    case DType::u8: return f.template operator()<std::uint8_t>();
-    case DType::u32: return f.template operator()<std::uint32_t>();
-    default: return visit_float_device(t, std::forward<F>(f));
+    case DType::i32:
+      return f.template operator()<std::int32_t>();
+    case DType::i64:
+      return f.template operator()<std::int64_t>();
+    case DType::u8:
+      return f.template operator()<std::uint8_t>();
+    case DType::u32:
+      return f.template operator()<std::uint32_t>();
+    default:
+      return visit_float_device(t, std::forward<F>(f));
   }
 }
 
@@ -68,14 +73,30 @@ __global__ void k_kernel_major(const T* src, T* dst, std::int64_t cout, std::int
 void fill(Array& out, double value) {
   LATTICE_CUDA_CHECK(cudaSetDevice(out.device().index));
   switch (out.dtype()) {
-    case DType::f16: launch_fill(out, __float2half_rn(static_cast<float>(value))); break;
-    case DType::bf16: launch_fill(out, __float2bfloat16_rn(static_cast<float>(value))); break;
-    case DType::f32: launch_fill(out, static_cast<float>(value)); break;
-    case DType::f64: launch_fill(out, value); break;
-    case DType::i32: launch_fill(out, static_cast<std::int32_t>(value)); break;
-    case DType::i64: launch_fill(out, static_cast<std::int64_t>(value)); break;
-    case DType::u8: launch_fill(out, static_cast<std::uint8_t>(value)); break;
-    case DType::u32: launch_fill(out, static_cast<std::uint32_t>(value)); break;
+    case DType::f16:
+      launch_fill(out, __float2half_rn(static_cast<float>(value)));
+      break;
+    case DType::bf16:
+      launch_fill(out, __float2bfloat16_rn(static_cast<float>(value)));
+      break;
+    case DType::f32:
+      launch_fill(out, static_cast<float>(value));
+      break;
+    case DType::f64:
+      launch_fill(out, value);
+      break;
+    case DType::i32:
+      launch_fill(out, static_cast<std::int32_t>(value));
+      break;
+    case DType::i64:
+      launch_fill(out, static_cast<std::int64_t>(value));
+      break;
+    case DType::u8:
+      launch_fill(out, static_cast<std::uint8_t>(value));
+      break;
+    case DType::u32:
+      launch_fill(out, static_cast<std::uint32_t>(value));
+      break;
   }
 }
 

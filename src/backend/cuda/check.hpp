@@ -15,10 +15,10 @@ namespace lattice::cuda::internal {
 
 }  // namespace lattice::cuda::internal
 
-#define LATTICE_CUDA_CHECK(call)                                                               \
-  do {                                                                                         \
-    const cudaError_t lattice_cuda_err_ = (call);                                              \
-    if (lattice_cuda_err_ != cudaSuccess) {                                                    \
+#define LATTICE_CUDA_CHECK(call)                                                                 \
+  do {                                                                                           \
+    const cudaError_t lattice_cuda_err_ = (call);                                                \
+    if (lattice_cuda_err_ != cudaSuccess) {                                                      \
       ::lattice::cuda::internal::throw_cuda_error(lattice_cuda_err_, #call, __FILE__, __LINE__); \
-    }                                                                                          \
+    }                                                                                            \
   } while (0)

@@ -11,12 +11,12 @@
 //                         and cached, so it is a fallback / tuning candidate and
 //                         never the default (SPEC §14).
 // The default (automatic) never waits for the host.
-#include <cublas_v2.h>
-
 #include <array>
 #include <bit>
 #include <map>
 #include <mutex>
+
+#include <cublas_v2.h>
 
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/conv_kernels.hpp"
@@ -30,12 +30,12 @@ namespace {
 
 constexpr int k_threads = 256;
 
-#define LATTICE_CUBLAS_CHECK(call)                                                                            \
-  do {                                                                                                        \
-    const cublasStatus_t st_ = (call);                                                                        \
-    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                                       \
+#define LATTICE_CUBLAS_CHECK(call)                                                                           \
+  do {                                                                                                       \
+    const cublasStatus_t st_ = (call);                                                                       \
+    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                                      \
       throw DeviceError(lattice::detail::concat("[cuda] ", #call, " failed: ", cublasGetStatusString(st_))); \
-    }                                                                                                         \
+    }                                                                                                        \
   } while (0)
 
 // One cuBLAS handle per thread and device, bound to the current stream at each use.
@@ -76,8 +76,8 @@ ConvLaunch base_launch(const Array& feats, const Array& weight, const std::optio
 // ---- gather-GEMM-scatter (cuBLAS) -------------------------------------------------
 
 template <class T>
-__global__ void k_gather_rows(const T* x, const std::int32_t* in_rows, const std::int32_t* edge_ids,
-                              std::int64_t rows, int cin, T* g) {
+__global__ void k_gather_rows(const T* x, const std::int32_t* in_rows, const std::int32_t* edge_ids, std::int64_t rows,
+                              int cin, T* g) {
   LATTICE_GRID_LOOP(idx, rows * cin) {
     const std::int64_t r = idx / cin;
     g[idx] = x[static_cast<std::int64_t>(in_rows[edge_ids[r]]) * cin + idx % cin];
@@ -131,12 +131,13 @@ void gather_gemm_scatter(const Relation& rel, const Array& feats, const Array& w
   Array acc = Array::empty(Shape{cap, cout}, acc_dtype, dev);
   const std::int32_t* count = ptr<std::int32_t>(output->active_rows());
   if (cap * cout > 0) {
-    k_init_acc<T, A><<<grid_for(cap * cout, k_threads), k_threads, 0, stream>>>(
-        bias ? ptr<T>(*bias) : nullptr, count, cap, cout, ptr<A>(acc));
+    k_init_acc<T, A><<<grid_for(cap * cout, k_threads), k_threads, 0, stream>>>(bias ? ptr<T>(*bias) : nullptr, count,
+                                                                                cap, cout, ptr<A>(acc));
     LATTICE_CUDA_LAUNCH_CHECK();
   }
   std::int64_t max_rows = 0;
-  for (std::size_t k = 0; k + 1 < offsets.size(); ++k) max_rows = std::max<std::int64_t>(max_rows, offsets[k + 1] - offsets[k]);
+  for (std::size_t k = 0; k + 1 < offsets.size(); ++k)
+    max_rows = std::max<std::int64_t>(max_rows, offsets[k + 1] - offsets[k]);
   Array gathered = Array::empty(Shape{max_rows, cin}, feats.dtype(), dev);
   Array product = Array::empty(Shape{max_rows, cout}, acc_dtype, dev);
   cublasHandle_t h = cublas(dev, stream);
@@ -151,14 +152,13 @@ void gather_gemm_scatter(const Relation& rel, const Array& feats, const Array& w
     LATTICE_CUDA_LAUNCH_CHECK();
     // Row-major (rows x C_in) * (C_in x C_out) as column-major P^T = W^T G^T.
     const T* wk = ptr<T>(weight) + static_cast<std::int64_t>(k) * cin * cout;
-    LATTICE_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, cout, static_cast<int>(rows), cin, &one, wk,
-                                      cuda_type<T>(), cout, gathered.raw(), cuda_type<T>(), cin, &zero, product.raw(),
-                                      cuda_type<A>(), cout,
-                                      std::is_same_v<A, double> ? CUBLAS_COMPUTE_64F
-                                                                : (allow_tf32 && std::is_same_v<T, float>
-                                                                       ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                                       : CUBLAS_COMPUTE_32F),
-                                      CUBLAS_GEMM_DEFAULT));
+    LATTICE_CUBLAS_CHECK(
+        cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, cout, static_cast<int>(rows), cin, &one, wk, cuda_type<T>(), cout,
+                     gathered.raw(), cuda_type<T>(), cin, &zero, product.raw(), cuda_type<A>(), cout,
+                     std::is_same_v<A, double>
+                         ? CUBLAS_COMPUTE_64F
+                         : (allow_tf32 && std::is_same_v<T, float> ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F),
+                     CUBLAS_GEMM_DEFAULT));
     k_scatter_add<A><<<grid_for(rows * cout, k_threads), k_threads, 0, stream>>>(
         ptr<A>(product), ptr<std::int32_t>(rel.out_rows()), ids, rows, cout, ptr<A>(acc));
     LATTICE_CUDA_LAUNCH_CHECK();
@@ -216,8 +216,9 @@ int tune(const ConvLaunch& p, bool tf32, int fallback) {
 }
 
 TuneKey tune_key(const ConvLaunch& p, bool sorted, bool tf32, int device, std::int64_t stride) {
-  return {device, p.dtype, p.cin, p.cout, p.volume,
-          static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))), stride, sorted, tf32};
+  return {device, p.dtype,  p.cin,
+          p.cout, p.volume, static_cast<int>(std::bit_width(static_cast<std::uint64_t>(p.rows_cap))),
+          stride, sorted,   tf32};
 }
 
 int choose_config(const ConvLaunch& p, bool sorted, bool tf32, int device, std::int64_t stride) {
@@ -276,12 +277,13 @@ ops::ConvRoute conv_relation(const Relation& rel, const Array& feats, const Arra
   if (route == ops::ConvRoute::automatic) route = tuning::select_route(p.dtype, p.cin, p.cout, p.volume);
   switch (route) {
     case ops::ConvRoute::gather_gemm_scatter:
-      visit_float_device(p.dtype, [&]<class T>() {
-        gather_gemm_scatter<T>(rel, feats, weight, bias, out, options.allow_tf32, p);
-      });
+      visit_float_device(
+          p.dtype, [&]<class T>() { gather_gemm_scatter<T>(rel, feats, weight, bias, out, options.allow_tf32, p); });
       return route;
-    case ops::ConvRoute::sorted_implicit_gemm: return run_implicit(rel, p, true, options.allow_tf32);
-    default: return run_implicit(rel, p, false, options.allow_tf32);
+    case ops::ConvRoute::sorted_implicit_gemm:
+      return run_implicit(rel, p, true, options.allow_tf32);
+    default:
+      return run_implicit(rel, p, false, options.allow_tf32);
   }
 }
 

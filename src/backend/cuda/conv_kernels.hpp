@@ -14,13 +14,13 @@
 namespace lattice::cuda {
 
 struct ConvLaunch {
-  const void* x = nullptr;        // (N_in, C_in) features
-  void* y = nullptr;              // (rows_cap, C_out) output
-  const void* w = nullptr;        // (K, C_in, C_out)
-  const void* bias = nullptr;     // (C_out) or null
-  const std::int32_t* map = nullptr;   // (rows_cap, K) input row per (row, k), -1 = none; null = identity (K = 1)
-  const std::int32_t* perm = nullptr;  // sorted map: output row of sorted position j; null = j itself
-  const std::uint32_t* masks = nullptr;       // (rows_cap, words) occupancy per row (for tile skipping), or null
+  const void* x = nullptr;               // (N_in, C_in) features
+  void* y = nullptr;                     // (rows_cap, C_out) output
+  const void* w = nullptr;               // (K, C_in, C_out)
+  const void* bias = nullptr;            // (C_out) or null
+  const std::int32_t* map = nullptr;     // (rows_cap, K) input row per (row, k), -1 = none; null = identity (K = 1)
+  const std::int32_t* perm = nullptr;    // sorted map: output row of sorted position j; null = j itself
+  const std::uint32_t* masks = nullptr;  // (rows_cap, words) occupancy per row (for tile skipping), or null
   const std::uint32_t* tile_masks = nullptr;  // (tiles, words) per tile of `tile_rows` sorted rows, or null
   int tile_rows = 0;
   const std::int32_t* count = nullptr;  // device: active output rows

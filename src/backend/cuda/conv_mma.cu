@@ -32,7 +32,7 @@ constexpr int pad_elems = 16 / sizeof(T);
 
 template <class T, int BM, int BN, int BK, int S>
 constexpr int smem_bytes() {
-  return S * (BM * (BK + pad_elems<T>) + BK * (BN + pad_elems<T>)) * static_cast<int>(sizeof(T));
+  return S * (BM * (BK + pad_elems<T>)+BK * (BN + pad_elems<T>)) * static_cast<int>(sizeof(T));
 }
 
 template <class T, int BM, int BN, int WM, int WN, int BK, int S, bool Split>
@@ -255,7 +255,8 @@ void launch_config(const ConvLaunch& p) {
     return true;
   }();
   (void)configured;
-  const dim3 grid(static_cast<unsigned>((p.rows_cap + t.bm - 1) / t.bm), static_cast<unsigned>((p.cout + t.bn - 1) / t.bn));
+  const dim3 grid(static_cast<unsigned>((p.rows_cap + t.bm - 1) / t.bm),
+                  static_cast<unsigned>((p.cout + t.bn - 1) / t.bn));
   kernel<<<grid, t.warps_m * t.warps_n * 32, bytes, p.stream>>>(p);
   LATTICE_CUDA_LAUNCH_CHECK();
 }
@@ -263,12 +264,24 @@ void launch_config(const ConvLaunch& p) {
 template <class T, bool Split>
 void launch_typed(const ConvLaunch& p, int config) {
   switch (config) {
-    case 0: launch_config<T, 0, Split>(p); break;
-    case 1: launch_config<T, 1, Split>(p); break;
-    case 2: launch_config<T, 2, Split>(p); break;
-    case 3: launch_config<T, 3, Split>(p); break;
-    case 4: launch_config<T, 4, Split>(p); break;
-    default: launch_config<T, 5, Split>(p); break;
+    case 0:
+      launch_config<T, 0, Split>(p);
+      break;
+    case 1:
+      launch_config<T, 1, Split>(p);
+      break;
+    case 2:
+      launch_config<T, 2, Split>(p);
+      break;
+    case 3:
+      launch_config<T, 3, Split>(p);
+      break;
+    case 4:
+      launch_config<T, 4, Split>(p);
+      break;
+    default:
+      launch_config<T, 5, Split>(p);
+      break;
   }
 }
 
@@ -290,8 +303,12 @@ bool conv_mma_supported(const ConvLaunch& p) {
 void launch_conv_mma(const ConvLaunch& p, int tile_config, bool allow_tf32) {
   if (p.rows_cap == 0 || p.cout == 0) return;
   switch (p.dtype) {
-    case DType::f16: launch_typed<__half, false>(p, tile_config); break;
-    case DType::bf16: launch_typed<__nv_bfloat16, false>(p, tile_config); break;
+    case DType::f16:
+      launch_typed<__half, false>(p, tile_config);
+      break;
+    case DType::bf16:
+      launch_typed<__nv_bfloat16, false>(p, tile_config);
+      break;
     default:
       if (allow_tf32) {
         launch_typed<float, false>(p, tile_config);

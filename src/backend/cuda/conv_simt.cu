@@ -95,7 +95,8 @@ __global__ void __launch_bounds__(k_threads) k_conv_simt(ConvLaunch p) {
 
 void launch_conv_simt(const ConvLaunch& p) {
   if (p.rows_cap == 0 || p.cout == 0) return;
-  const dim3 grid(static_cast<unsigned>((p.rows_cap + k_bm - 1) / k_bm), static_cast<unsigned>((p.cout + k_bn - 1) / k_bn));
+  const dim3 grid(static_cast<unsigned>((p.rows_cap + k_bm - 1) / k_bm),
+                  static_cast<unsigned>((p.cout + k_bn - 1) / k_bn));
   visit_float_device(p.dtype, [&]<class T>() {
     k_conv_simt<T><<<grid, k_threads, 0, p.stream>>>(p);
     LATTICE_CUDA_LAUNCH_CHECK();

@@ -7,7 +7,6 @@
 // scan of "first occurrence" flags, so it never depends on thread timing.
 #include <cub/cub.cuh>
 
-
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/coord_index.hpp"
 #include "backend/cuda/device/common.cuh"
@@ -107,8 +106,8 @@ __global__ void k_check_coordinates(const std::int32_t* coords, const std::int32
 // ---- supports -----------------------------------------------------------------
 
 // Forward: candidate i is input row i with u = floor(v / r).
-__device__ __forceinline__ bool forward_candidate(const std::int32_t* coords, const Geometry& g, std::int64_t i,
-                                                  int& b, long long u[3]) {
+__device__ __forceinline__ bool forward_candidate(const std::int32_t* coords, const Geometry& g, std::int64_t i, int& b,
+                                                  long long u[3]) {
   const std::int32_t* c = coords + 4 * i;
   b = c[0];
   for (int a = 0; a < 3; ++a) u[a] = detail::floor_div(c[a + 1] / g.in_stride[a], g.stride[a]);
@@ -220,8 +219,8 @@ detail::SupportParts build_support(const CoordinateSet& input, const KernelSpec&
     LATTICE_CUDA_LAUNCH_CHECK();
     Array pos = Array::empty(Shape{candidates}, DType::i32, dev);
     exclusive_sum_with_total(flags, pos, parts.active_rows);
-    k_support_write<Transposed><<<grid, k_threads, 0, stream>>>(coords, rows, cap, g, ptr<std::int32_t>(flags),
-                                                                ptr<std::int32_t>(pos), ptr<std::int32_t>(parts.coords));
+    k_support_write<Transposed><<<grid, k_threads, 0, stream>>>(
+        coords, rows, cap, g, ptr<std::int32_t>(flags), ptr<std::int32_t>(pos), ptr<std::int32_t>(parts.coords));
     LATTICE_CUDA_LAUNCH_CHECK();
     k_table_remap<<<grid_for(table->keys.dim(0), k_threads), k_threads, 0, stream>>>(view(*table), table->keys.dim(0),
                                                                                      ptr<std::int32_t>(pos));
@@ -294,9 +293,8 @@ __global__ void k_edge_map(const std::int32_t* out_coords, const std::int32_t* o
 // One warp per output row: each present (row, k) writes its edge at the row's
 // offset plus the number of present offsets below k.
 __global__ void k_edge_fill(const std::int32_t* map, const std::uint32_t* masks, const std::int32_t* row_offsets,
-                            std::int64_t out_cap, int volume, int words, std::int32_t* in_rows,
-                            std::int32_t* out_rows, std::int32_t* kernel_ids, const std::int32_t* out_count,
-                            std::int32_t* counts) {
+                            std::int64_t out_cap, int volume, int words, std::int32_t* in_rows, std::int32_t* out_rows,
+                            std::int32_t* kernel_ids, const std::int32_t* out_count, std::int32_t* counts) {
   const std::int64_t n_out = device::read_count(out_count, out_cap);
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     counts[0] = row_offsets[out_cap];
@@ -344,9 +342,8 @@ const CudaCoordIndex& coord_index(const CoordinateSet& set, const char* op) {
       const cudaStream_t stream = stream_of(dev);
       const Int3 s = set.stride();
       const unsigned grid = grid_for(cap, k_threads);
-      k_index_insert<<<grid, k_threads, 0, stream>>>(ptr<std::int32_t>(set.coords()),
-                                                     ptr<std::int32_t>(set.active_rows()), cap, s.x, s.y, s.z,
-                                                     view(*table));
+      k_index_insert<<<grid, k_threads, 0, stream>>>(
+          ptr<std::int32_t>(set.coords()), ptr<std::int32_t>(set.active_rows()), cap, s.x, s.y, s.z, view(*table));
       LATTICE_CUDA_LAUNCH_CHECK();
       k_index_check_unique<<<grid, k_threads, 0, stream>>>(ptr<std::int32_t>(set.coords()),
                                                            ptr<std::int32_t>(set.active_rows()), cap, s.x, s.y, s.z,
@@ -423,11 +420,10 @@ detail::EdgeParts build_edges(const CoordinateSet& input, const CoordinateSet& o
     }
     LATTICE_CUDA_LAUNCH_CHECK();
     exclusive_sum_inclusive_tail(row_counts, csr.row_offsets);
-    k_edge_fill<<<grid, k_threads, 0, stream>>>(ptr<std::int32_t>(igemm.out_in_map), ptr<std::uint32_t>(igemm.masks),
-                                                ptr<std::int32_t>(csr.row_offsets), out_cap, static_cast<int>(volume),
-                                                words, ptr<std::int32_t>(parts.in_rows),
-                                                ptr<std::int32_t>(parts.out_rows), ptr<std::int32_t>(parts.kernel_ids),
-                                                out_count, ptr<std::int32_t>(parts.counts));
+    k_edge_fill<<<grid, k_threads, 0, stream>>>(
+        ptr<std::int32_t>(igemm.out_in_map), ptr<std::uint32_t>(igemm.masks), ptr<std::int32_t>(csr.row_offsets),
+        out_cap, static_cast<int>(volume), words, ptr<std::int32_t>(parts.in_rows), ptr<std::int32_t>(parts.out_rows),
+        ptr<std::int32_t>(parts.kernel_ids), out_count, ptr<std::int32_t>(parts.counts));
     LATTICE_CUDA_LAUNCH_CHECK();
   } else {
     LATTICE_CUDA_CHECK(cudaMemsetAsync(csr.row_offsets.raw(), 0, csr.row_offsets.nbytes(), stream));

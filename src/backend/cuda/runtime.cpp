@@ -1,13 +1,13 @@
 // CUDA runtime services: devices, streams, stream-ordered memory, copies,
 // events and the sticky error slot.
-#include <cuda_runtime_api.h>
-
 #include <array>
 #include <cstdint>
 #include <limits>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <cuda_runtime_api.h>
 
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/check.hpp"
@@ -22,8 +22,8 @@ constexpr int k_max_devices = 64;
 void check_device(int device) {
   const int n = device_count();
   if (device < 0 || device >= n) {
-    throw DeviceError(lattice::detail::concat("[cuda] device cuda:", device, " is not available (", n,
-                                              " CUDA devices visible)"));
+    throw DeviceError(
+        lattice::detail::concat("[cuda] device cuda:", device, " is not available (", n, " CUDA devices visible)"));
   }
 }
 
@@ -180,41 +180,41 @@ void raise_recorded_error(int device) {
     std::lock_guard lock(g_ops_mutex);
     const auto& names = op_names();
     op = host.op >= 0 && static_cast<std::size_t>(host.op) < names.size() ? names[static_cast<std::size_t>(host.op)]
-                                                                           : "?";
+                                                                          : "?";
   }
   const long long* v = host.values;
   switch (static_cast<ErrorCode>(host.code)) {
     case ErrorCode::key_overflow:
-      throw ValueError(lattice::detail::concat("[", op, "] argument 'x': input row ", v[0],
-                                               " generates output coordinate (", v[1], ", ", v[2], ", ", v[3],
-                                               ") outside the key range [-131072, 131071] (recorded on cuda:", device,
-                                               ")"));
+      throw ValueError(lattice::detail::concat(
+          "[", op, "] argument 'x': input row ", v[0], " generates output coordinate (", v[1], ", ", v[2], ", ", v[3],
+          ") outside the key range [-131072, 131071] (recorded on cuda:", device, ")"));
     case ErrorCode::non_finite_point:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'points': point ", v[0],
                                                " has a non-finite coordinate (recorded on cuda:", device, ")"));
     case ErrorCode::duplicate_coordinate:
-      throw ValueError(lattice::detail::concat("[", op, "] argument 'coords': rows ", v[0], " and ", v[1],
-                                               " hold the same coordinate; coordinates must be unique (recorded on cuda:",
-                                               device, ")"));
+      throw ValueError(lattice::detail::concat(
+          "[", op, "] argument 'coords': rows ", v[0], " and ", v[1],
+          " hold the same coordinate; coordinates must be unique (recorded on cuda:", device, ")"));
     case ErrorCode::voxel_out_of_range:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'points': point ", v[0], " falls in voxel cell ",
                                                v[2], " on axis ", "xyz"[v[1] % 3],
                                                ", outside the key range [-131072, 131071]; use a larger voxel_size or "
-                                               "move the origin (recorded on cuda:", device, ")"));
+                                               "move the origin (recorded on cuda:",
+                                               device, ")"));
     case ErrorCode::batch_out_of_range:
-      throw ValueError(lattice::detail::concat("[", op, "] argument '", op == "SparseTensor" ? "coords" : "batch_indices",
-                                               "': entry ", v[0], " has batch index ", v[1],
-                                               ", outside [0, 1022] (recorded on cuda:", device, ")"));
+      throw ValueError(lattice::detail::concat(
+          "[", op, "] argument '", op == "SparseTensor" ? "coords" : "batch_indices", "': entry ", v[0],
+          " has batch index ", v[1], ", outside [0, 1022] (recorded on cuda:", device, ")"));
     case ErrorCode::not_divisible:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'coords': row ", v[0], " coordinate ", v[2],
                                                " on axis ", "xyz"[v[1] % 3], " is not divisible by the stride ", v[3],
                                                " (recorded on cuda:", device, ")"));
     case ErrorCode::coordinate_overflow:
-      throw ValueError(lattice::detail::concat("[", op, "] argument 'coords': row ", v[0], " coordinate ", v[2],
-                                               " on axis ", "xyz"[v[1] % 3], " at stride ", v[3],
-                                               " overflows the hash key range [-131072, 131071] (recorded on cuda:",
-                                               device, ")"));
-    case ErrorCode::none: break;
+      throw ValueError(lattice::detail::concat(
+          "[", op, "] argument 'coords': row ", v[0], " coordinate ", v[2], " on axis ", "xyz"[v[1] % 3], " at stride ",
+          v[3], " overflows the hash key range [-131072, 131071] (recorded on cuda:", device, ")"));
+    case ErrorCode::none:
+      break;
   }
   throw Error(lattice::detail::concat("[", op, "] unknown device error code ", host.code));
 }

@@ -62,7 +62,9 @@ void bucket(const Relation& rel, const Array& key, std::int64_t buckets, Array& 
 
 __global__ void k_scatter_map(EdgeView ev, int volume, std::int32_t* map) {
   const std::int64_t n = device::read_count(ev.counts, ev.capacity);
-  LATTICE_GRID_LOOP(e, n) { map[static_cast<std::int64_t>(ev.out_rows[e]) * volume + ev.kernel_ids[e]] = ev.in_rows[e]; }
+  LATTICE_GRID_LOOP(e, n) {
+    map[static_cast<std::int64_t>(ev.out_rows[e]) * volume + ev.kernel_ids[e]] = ev.in_rows[e];
+  }
 }
 
 __global__ void k_masks_from_map(const std::int32_t* map, std::int64_t rows, int volume, int words,
@@ -71,7 +73,8 @@ __global__ void k_masks_from_map(const std::int32_t* map, std::int64_t rows, int
     const std::int64_t o = idx / words;
     const int w = static_cast<int>(idx % words);
     std::uint32_t bits = 0;
-    for (int k = w * 32; k < min(volume, (w + 1) * 32); ++k) bits |= static_cast<std::uint32_t>(map[o * volume + k] >= 0) << (k - w * 32);
+    for (int k = w * 32; k < min(volume, (w + 1) * 32); ++k)
+      bits |= static_cast<std::uint32_t>(map[o * volume + k] >= 0) << (k - w * 32);
     masks[idx] = bits;
   }
 }
@@ -130,7 +133,8 @@ OutputCsr build_output_csr(const Relation& rel) {
   Array histogram = Array::zeros(Shape{cap}, DType::i32, dev);
   const EdgeView ev = edges_of(rel);
   if (ev.capacity > 0) {
-    k_out_histogram<<<grid_for(ev.capacity, k_threads), k_threads, 0, stream_of(dev)>>>(ev, ptr<std::int32_t>(histogram));
+    k_out_histogram<<<grid_for(ev.capacity, k_threads), k_threads, 0, stream_of(dev)>>>(ev,
+                                                                                        ptr<std::int32_t>(histogram));
     LATTICE_CUDA_LAUNCH_CHECK();
   }
   OutputCsr csr{Array::empty(Shape{cap + 1}, DType::i32, dev)};
@@ -161,7 +165,8 @@ ImplicitGemmMap build_implicit_gemm_map(const Relation& rel) {
   v.masks = Array::empty(Shape{cap, v.mask_words}, DType::u32, dev);
   const EdgeView ev = edges_of(rel);
   if (ev.capacity > 0) {
-    k_scatter_map<<<grid_for(ev.capacity, k_threads), k_threads, 0, stream>>>(ev, volume, ptr<std::int32_t>(v.out_in_map));
+    k_scatter_map<<<grid_for(ev.capacity, k_threads), k_threads, 0, stream>>>(ev, volume,
+                                                                              ptr<std::int32_t>(v.out_in_map));
     LATTICE_CUDA_LAUNCH_CHECK();
   }
   if (cap > 0) {
@@ -193,9 +198,8 @@ SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int ti
       k_mask_keys_first<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(
           ptr<std::uint32_t>(base.masks), out_count, cap, words, ptr<std::uint32_t>(keys), ptr<std::int32_t>(perm));
     } else {
-      k_mask_keys<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(ptr<std::uint32_t>(base.masks),
-                                                                      ptr<std::int32_t>(perm), out_count, cap, words,
-                                                                      w, ptr<std::uint32_t>(keys));
+      k_mask_keys<<<grid_for(cap, k_threads), k_threads, 0, stream>>>(
+          ptr<std::uint32_t>(base.masks), ptr<std::int32_t>(perm), out_count, cap, words, w, ptr<std::uint32_t>(keys));
     }
     LATTICE_CUDA_LAUNCH_CHECK();
     const int end_bit = (w == words - 1 && volume % 32 != 0) ? volume % 32 : 32;

@@ -2,12 +2,12 @@
 // launch shapes and dtype dispatch. Device-only: include from .cu files.
 #pragma once
 
+#include <cstdint>
+#include <type_traits>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-
-#include <cstdint>
-#include <type_traits>
 
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/check.hpp"
@@ -72,11 +72,16 @@ inline cudaStream_t stream_of(Device device) { return static_cast<cudaStream_t>(
 template <class F>
 decltype(auto) visit_float_device(DType t, F&& f) {
   switch (t) {
-    case DType::f16: return f.template operator()<__half>();
-    case DType::bf16: return f.template operator()<__nv_bfloat16>();
-    case DType::f32: return f.template operator()<float>();
-    case DType::f64: return f.template operator()<double>();
-    default: break;
+    case DType::f16:
+      return f.template operator()<__half>();
+    case DType::bf16:
+      return f.template operator()<__nv_bfloat16>();
+    case DType::f32:
+      return f.template operator()<float>();
+    case DType::f64:
+      return f.template operator()<double>();
+    default:
+      break;
   }
   throw TypeError(lattice::detail::concat("[cuda] expected a floating dtype, got ", dtype_name(t)));
 }
@@ -89,7 +94,7 @@ T* ptr(const Array& a) {
 }  // namespace lattice::cuda
 
 // Grid-stride loop over [0, n).
-#define LATTICE_GRID_LOOP(i, n)                                                               \
+#define LATTICE_GRID_LOOP(i, n)                                                                    \
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
 

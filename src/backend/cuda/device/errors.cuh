@@ -8,8 +8,8 @@
 
 namespace lattice::cuda::device {
 
-__device__ __forceinline__ void record_error(ErrorSlot* slot, ErrorCode code, int op, long long a = 0,
-                                             long long b = 0, long long c = 0, long long d = 0) {
+__device__ __forceinline__ void record_error(ErrorSlot* slot, ErrorCode code, int op, long long a = 0, long long b = 0,
+                                             long long c = 0, long long d = 0) {
   if (atomicCAS(&slot->code, 0, static_cast<int>(code)) == 0) {
     slot->op = op;
     slot->values[0] = a;

@@ -3,11 +3,11 @@
 // mma.sync m16n8k16 with float32 accumulation.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 #include <type_traits>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 namespace lattice::cuda::device {
 
