@@ -32,7 +32,7 @@ commands:
                            convolutions (default: batch statistics, separate ops)
   help                     this text
 
-FILE may be a KITTI/SemanticKITTI .bin, a .pcd or a .ply file.
+FILE may be a KITTI/SemanticKITTI .bin, a .pcd, a .ply or a .las file.
 )";
 
 }  // namespace

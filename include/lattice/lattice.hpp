@@ -15,6 +15,7 @@
 #include "lattice/io/point_cloud.hpp"
 #include "lattice/ops/conv.hpp"
 #include "lattice/ops/features.hpp"
+#include "lattice/ops/pooling.hpp"
 #include "lattice/ops/voxelize.hpp"
 #include "lattice/sim/lidar_scene.hpp"
 #include "lattice/version.hpp"

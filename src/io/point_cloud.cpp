@@ -20,8 +20,9 @@ PointCloud read_point_cloud(const std::filesystem::path& path) {
   if (ext == ".bin") return read_kitti_bin(path);
   if (ext == ".pcd") return read_pcd(path);
   if (ext == ".ply") return read_ply(path);
+  if (ext == ".las") return read_las(path);
   detail::ReadContext("read_point_cloud", path)
-      .fail("unsupported extension ", detail::quoted(ext), " (expected .bin, .pcd or .ply)");
+      .fail("unsupported extension ", detail::quoted(ext), " (expected .bin, .pcd, .ply or .las)");
 }
 
 namespace {

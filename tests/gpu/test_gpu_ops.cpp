@@ -9,6 +9,7 @@
 #include "lattice/io/point_cloud.hpp"
 #include "lattice/models/minkunet.hpp"
 #include "lattice/ops/features.hpp"
+#include "lattice/ops/pooling.hpp"
 #include "lattice/ops/voxelize.hpp"
 #include "lattice/sim/lidar_scene.hpp"
 
@@ -95,6 +96,53 @@ TEST_P(GpuFeatures, AddAndCatMatchTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, GpuFeatures, ::testing::Values(DType::f32, DType::f16, DType::bf16, DType::f64),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// ---- pooling -------------------------------------------------------------------------
+
+class GpuPooling : public GpuParamTest<DType> {};
+
+TEST_P(GpuPooling, RelationAndGlobalPoolingMatchTheCpu) {
+  const DType dtype = GetParam();
+  Rng rng(21);
+  const auto coords = random_coords(rng, 3, -8, 7, {1, 1, 1}, 0.3);
+  const auto n = static_cast<std::int64_t>(coords.size());
+  std::vector<double> v(static_cast<std::size_t>(n * 6));
+  for (double& e : v) e = static_cast<double>(rng.integer(-8, 8)) * 0.125;  // ties for max
+  const Array feats = make_array(v, Shape{n, 6}, dtype);
+  const SparseTensor xc =
+      SparseTensor::from_coords(coords_array(coords), feats, {.manager = CoordinateManager::create()});
+  const SparseTensor xg = SparseTensor::from_coords(coords_array(coords).to(k_gpu), feats.to(k_gpu),
+                                                    {.manager = CoordinateManager::create()});
+  for (auto mode : {ops::PoolMode::sum, ops::PoolMode::max, ops::PoolMode::avg}) {
+    for (const ops::Pool3dParams& p :
+         {ops::Pool3dParams{}, ops::Pool3dParams{.kernel_size = 3, .stride = 2, .padding = 1}}) {
+      poison_pool(16 << 20);
+      const SparseTensor yc = ops::pool3d(xc, mode, p), yg = ops::pool3d(xg, mode, p);
+      ASSERT_EQ(yg.rows(), yc.rows());
+      EXPECT_EQ(coords_from_array(yg.coords(), yg.rows()), coords_from_array(yc.coords(), yc.rows()));
+      expect_close(yc, yg, dtype);
+    }
+    poison_pool(16 << 20);
+    const auto gc = to_doubles(ops::global_pool(xc, mode));
+    const auto gg = to_doubles(ops::global_pool(xg, mode));
+    ASSERT_EQ(gg.size(), gc.size());
+    for (std::size_t i = 0; i < gc.size(); ++i) EXPECT_NEAR(gg[i], gc[i], tolerance_for(dtype) * (1 + std::abs(gc[i])));
+  }
+}
+
+TEST_P(GpuPooling, EmptyBatchItemMaxIsAStickyError) {
+  const DType dtype = GetParam();
+  const SparseTensor x = SparseTensor::from_coords(
+      Array::from_vector(std::vector<std::int32_t>{0, 0, 0, 0, 2, 0, 0, 0}, Shape{2, 4}).to(k_gpu),
+      Array::full(Shape{2, 3}, dtype, 1.0, k_gpu), {.manager = CoordinateManager::create()});
+  const Array g = ops::global_pool(x, ops::PoolMode::max);  // batch item 1 is empty
+  EXPECT_EQ(g.dim(0), 3);
+  EXPECT_THROW(synchronize(k_gpu), ValueError);
+  EXPECT_EQ(to_doubles(ops::global_pool(x, ops::PoolMode::sum)), (std::vector<double>{1, 1, 1, 0, 0, 0, 1, 1, 1}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, GpuPooling, ::testing::Values(DType::f32, DType::f16, DType::bf16, DType::f64),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // ---- voxelize ----------------------------------------------------------------------

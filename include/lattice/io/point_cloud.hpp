@@ -1,8 +1,8 @@
 // Readers for real point-cloud files: KITTI / SemanticKITTI `.bin` (+ `.label`),
-// PCD (ascii, binary, binary_compressed) and PLY (ascii, binary little/big
-// endian). Every reader returns host arrays and throws IoError naming the file
-// and what is wrong for a missing, truncated or malformed file; it never reads
-// out of bounds.
+// PCD (ascii, binary, binary_compressed), PLY (ascii, binary little/big
+// endian) and LAS 1.0-1.4 (uncompressed). Every reader returns host arrays and
+// throws IoError naming the file and what is wrong for a missing, truncated or
+// malformed file; it never reads out of bounds.
 #pragma once
 
 #include <cstdint>
@@ -54,9 +54,30 @@ PointCloud read_pcd(const std::filesystem::path& path);
 // in file order; list properties and all other elements are skipped. Bytes
 // after a binary body are ignored; an ascii body must end after the last element.
 PointCloud read_ply(const std::filesystem::path& path);
+// ASPRS LAS 1.0-1.4, point data record formats 0-10 (uncompressed; a LAZ file,
+// with the compression bits of the format byte set, is rejected). Variable
+// length records, wave packets, extra bytes beyond the format's fixed record
+// and everything after the point records are skipped.
+//   positions  int32 record * scale + offset per axis, computed in double and
+//              stored as float32 absolute coordinates. Georeferenced values
+//              lose precision: between 1e5 and 1e6 (UTM eastings) float32
+//              steps are 1-6 cm, and no double copy is kept.
+//   fields     "intensity", "return_number", "number_of_returns",
+//              "classification" (formats 0-5: bits 0-4 of the byte; the
+//              synthetic/key-point/withheld flags are dropped), "scan_angle"
+//              (degrees; formats 6-10: the int16 times 0.006), "user_data",
+//              "point_source_id"; then "gps_time" (formats 1, 3-10; float32:
+//              GPS week seconds keep ~0.06 s, adjusted standard times ~1e9 s
+//              only 64 s steps),
+//              "red", "green", "blue" (formats 2, 3, 5, 7, 8, 10; raw 16-bit)
+//              and "nir" (formats 8, 10).
+//   labels     the classification as uint32.
+// The point count is the legacy 32-bit one, or for LAS 1.4 the 64-bit one when
+// the legacy count is 0 (two different non-zero counts are an error).
+PointCloud read_las(const std::filesystem::path& path);
 
-// Chooses the reader by extension (.bin, .pcd, .ply, case-insensitive); throws
-// IoError for others. A .bin is read without labels.
+// Chooses the reader by extension (.bin, .pcd, .ply, .las, case-insensitive);
+// throws IoError for others. A .bin is read without labels.
 PointCloud read_point_cloud(const std::filesystem::path& path);
 
 // A copy of `cloud` without the points whose x, y or z is NaN or infinite;

@@ -13,6 +13,7 @@
 #include "lattice/core/relation.hpp"
 #include "lattice/ops/conv.hpp"
 #include "lattice/ops/features.hpp"
+#include "lattice/ops/pooling.hpp"
 #include "lattice/ops/voxelize.hpp"
 
 namespace lattice::cpu {
@@ -66,6 +67,14 @@ void conv_pointwise(const Array& feats, std::int64_t rows, const Array& weight, 
                     Array& out, const Epilogue& epilogue);
 // Dense 5-D (C_out, Kx, Ky, Kz, C_in) or pointwise (C_out, C_in) -> (K, C_in, C_out).
 Array to_kernel_major(const Array& weight);
+
+// ---- pooling (pooling_cpu.cpp) ---------------------------------------------
+// out[o] = reduce over the relation's edges into o of feats[i] (rows past the count zeroed).
+void pool(const Relation& rel, const Array& feats, ops::PoolMode mode, Array& out);
+// out (B, C) = reduce of the first `rows` rows grouped by batch column; max over
+// an empty item throws ValueError naming `op`.
+void global_pool(const Array& coords, std::int64_t rows, const Array& feats, ops::PoolMode mode, Array& out,
+                 const char* op);
 
 // ---- point -> voxel (voxelize_cpu.cpp) --------------------------------------
 struct VoxelizeResult {

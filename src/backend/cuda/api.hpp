@@ -16,6 +16,7 @@
 #include "lattice/core/relation.hpp"
 #include "lattice/ops/conv.hpp"
 #include "lattice/ops/features.hpp"
+#include "lattice/ops/pooling.hpp"
 #include "lattice/ops/voxelize.hpp"
 #include "relation/parts.hpp"
 
@@ -93,6 +94,14 @@ void batch_norm(const Array& x, const Array& rows, const ops::BatchNormArgs& arg
 void activation(const Array& x, const Array& rows, const ops::ActivationParams& params, Array& out);
 void add_rows(const Array& a, const Array& b, const Array& rows, Array& out);
 void cat_channels(const Array& a, const Array& b, const Array& rows, Array& out);
+
+// ---- pooling (pooling.cu) -----------------------------------------------------
+void pool(const Relation& rel, const Array& feats, ops::PoolMode mode, Array& out);
+// out (B, C): rows grouped by batch column; batch indices >= B and max over an
+// empty item are recorded as sticky errors naming `op`.
+void global_pool(const CoordinateSet& set, const Array& feats, ops::PoolMode mode, Array& out, const char* op);
+// Host-facing: the largest batch index among the active rows (-1 when empty).
+std::int64_t max_batch(const CoordinateSet& set);
 
 // ---- point -> voxel (voxelize.cu) ---------------------------------------------
 struct VoxelizeResult {

@@ -12,6 +12,8 @@ enum class ErrorCode : int {
   batch_out_of_range = 5,    // values: row, batch
   not_divisible = 6,         // values: row, axis, coordinate, stride
   coordinate_overflow = 7,   // values: row, axis, coordinate, stride
+  empty_batch_max = 8,       // values: batch item
+  batch_beyond_size = 9,     // values: row, batch, batch_size
 };
 
 struct ErrorSlot {

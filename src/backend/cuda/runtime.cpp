@@ -213,6 +213,15 @@ void raise_recorded_error(int device) {
       throw ValueError(lattice::detail::concat(
           "[", op, "] argument 'coords': row ", v[0], " coordinate ", v[2], " on axis ", "xyz"[v[1] % 3], " at stride ",
           v[3], " overflows the hash key range [-131072, 131071] (recorded on cuda:", device, ")"));
+    case ErrorCode::empty_batch_max:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'x': batch item ", v[0],
+                                               " has no rows; max over an empty batch item is undefined "
+                                               "(recorded on cuda:",
+                                               device, ")"));
+    case ErrorCode::batch_beyond_size:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'batch_size': row ", v[0], " has batch index ",
+                                               v[1], ", not below batch_size ", v[2], " (recorded on cuda:", device,
+                                               ")"));
     case ErrorCode::none:
       break;
   }

@@ -62,6 +62,10 @@ void activation(const Array&, const Array&, const ops::ActivationParams&, Array&
 void add_rows(const Array&, const Array&, const Array&, Array&) { not_compiled("add"); }
 void cat_channels(const Array&, const Array&, const Array&, Array&) { not_compiled("cat"); }
 
+void pool(const Relation&, const Array&, ops::PoolMode, Array&) { not_compiled("pool3d"); }
+void global_pool(const CoordinateSet&, const Array&, ops::PoolMode, Array&, const char* op) { not_compiled(op); }
+std::int64_t max_batch(const CoordinateSet&) { not_compiled("global_pool"); }
+
 VoxelizeResult voxelize(const Array&, const std::optional<Array>&, const std::optional<Array>&,
                         const ops::VoxelizeParams&) {
   not_compiled("voxelize");
