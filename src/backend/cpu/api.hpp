@@ -101,3 +101,9 @@ int num_threads();
 void set_num_threads(int n);
 
 }  // namespace lattice::cpu
+
+// Op families of issue 4, one header each.
+#include "backend/cpu/api_resample.hpp"
+#include "backend/cpu/api_sets.hpp"
+#include "backend/cpu/api_rows.hpp"
+#include "backend/cpu/api_points.hpp"

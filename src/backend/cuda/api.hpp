@@ -131,3 +131,9 @@ class Event {
 };
 
 }  // namespace lattice::cuda
+
+// Op families of issue 4, one header each.
+#include "backend/cuda/api_resample.hpp"
+#include "backend/cuda/api_sets.hpp"
+#include "backend/cuda/api_rows.hpp"
+#include "backend/cuda/api_points.hpp"
