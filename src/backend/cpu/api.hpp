@@ -107,3 +107,4 @@ void set_num_threads(int n);
 #include "backend/cpu/api_sets.hpp"
 #include "backend/cpu/api_rows.hpp"
 #include "backend/cpu/api_points.hpp"
+#include "backend/cpu/api_neighbors.hpp"

@@ -137,3 +137,4 @@ class Event {
 #include "backend/cuda/api_sets.hpp"
 #include "backend/cuda/api_rows.hpp"
 #include "backend/cuda/api_points.hpp"
+#include "backend/cuda/api_neighbors.hpp"
