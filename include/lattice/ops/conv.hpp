@@ -126,3 +126,57 @@ SparseTensor generative_conv_transpose3d(const SparseTensor& x, const Array& wei
                                          const GenerativeConvTranspose3dParams& params = {});
 
 }  // namespace lattice::ops
+
+// ---- normalized convolutions (SPEC §5) ---------------------------------------
+//
+//   Y = conv(X, W) / sqrt(conv(1, W^2) + eps) + bias
+//
+// conv(1, W^2) is the same relation applied to an all-ones input with the
+// squared weights: per output row o and channel co, the sum over the offsets k
+// that reach o of sum_ci W[k, ci, co]^2. Unreached rows get bias only. The
+// bias is added after the division. Same weight layouts, relations and output
+// identity as the plain forms; the denominator is evaluated in float32
+// (float64 for float64 features) whatever the feature dtype. No fused
+// epilogue. Both products are plain convolutions (so they share the relation
+// cache), followed by one elementwise combine.
+namespace lattice::ops {
+
+struct NormalizedSubmConv3dParams {
+  Int3 kernel_size{3};  // odd on every axis
+  Int3 dilation{1};
+  ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;  // numerator only; the denominator never uses TF32
+  double eps = 1e-8;        // finite, >= 0
+};
+
+struct NormalizedConvTranspose3dParams {
+  Int3 kernel_size{2};
+  Int3 stride{2};
+  Int3 padding{0};
+  Int3 dilation{1};
+  TargetCoords coordinates{};
+  ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;
+  double eps = 1e-8;
+};
+
+struct NormalizedGenerativeConvTranspose3dParams {
+  Int3 kernel_size{2};
+  Int3 stride{2};
+  TargetCoords coordinates{};
+  ConvRoute route = ConvRoute::automatic;
+  bool allow_tf32 = false;
+  double eps = 1e-8;
+};
+
+SparseTensor normalized_subm_conv3d(const SparseTensor& x, const Array& weight,
+                                    const std::optional<Array>& bias = std::nullopt,
+                                    const NormalizedSubmConv3dParams& params = {});
+SparseTensor normalized_conv_transpose3d(const SparseTensor& x, const Array& weight,
+                                         const std::optional<Array>& bias = std::nullopt,
+                                         const NormalizedConvTranspose3dParams& params = {});
+SparseTensor normalized_generative_conv_transpose3d(const SparseTensor& x, const Array& weight,
+                                                    const std::optional<Array>& bias = std::nullopt,
+                                                    const NormalizedGenerativeConvTranspose3dParams& params = {});
+
+}  // namespace lattice::ops

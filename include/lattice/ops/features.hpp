@@ -55,3 +55,52 @@ SparseTensor add(const SparseTensor& a, const SparseTensor& b);
 SparseTensor cat(const SparseTensor& a, const SparseTensor& b);
 
 }  // namespace lattice::ops
+
+// ---- named feature ops (SPEC §7, Appendix A "Feature ops") --------------------
+// All keep x's coordinate identity and work on the active rows only.
+namespace lattice::ops {
+
+// y = x W^T + b with weight (C_out, C_in) and bias (C_out,) in the feature
+// dtype (the pointwise convolution route; float32 accumulation for 16-bit).
+SparseTensor linear(const SparseTensor& x, const Array& weight, const std::optional<Array>& bias = std::nullopt);
+
+SparseTensor leaky_relu(const SparseTensor& x, double negative_slope = 0.01);
+SparseTensor gelu(const SparseTensor& x, bool approximate = false);  // approximate: the tanh form
+SparseTensor silu(const SparseTensor& x);
+SparseTensor sigmoid(const SparseTensor& x);
+SparseTensor tanh(const SparseTensor& x);
+SparseTensor softplus(const SparseTensor& x);  // beta 1, threshold 20
+
+// Inverted dropout: element (row, channel) is kept when u >= p, where u in
+// [0, 1) is the top 53 bits of a counter-based hash of (seed, row, channel)
+// (see dropout_keep_value in the backends), and kept elements are multiplied
+// by 1 / (1 - p) (rounded once to the compute type). The mask depends only on
+// (seed, row, channel): CPU and CUDA drop the same elements. Identity (a copy)
+// when !training or p == 0. p must lie in [0, 1).
+struct DropoutParams {
+  double p = 0.5;
+  std::uint64_t seed = 0;
+  bool training = true;
+};
+SparseTensor dropout(const SparseTensor& x, const DropoutParams& params = {});
+
+// Normalisation over the channels of each active row (two passes: mean, then
+// the biased variance of the deviations), float32 accumulation for 16-bit and
+// float32 features, float64 for float64; channels summed in index order.
+//   layer_norm: y = (x - mean) / sqrt(var + eps) * weight + bias
+//   rms_norm:   y = x / sqrt(mean(x^2) + eps) * weight
+// weight, bias: optional (C,) in the feature dtype (default 1 and 0).
+struct LayerNormArgs {
+  std::optional<Array> weight;
+  std::optional<Array> bias;
+  double eps = 1e-5;
+};
+SparseTensor layer_norm(const SparseTensor& x, const LayerNormArgs& args = {});
+
+struct RmsNormArgs {
+  std::optional<Array> weight;
+  double eps = 1e-5;
+};
+SparseTensor rms_norm(const SparseTensor& x, const RmsNormArgs& args = {});
+
+}  // namespace lattice::ops
