@@ -222,6 +222,26 @@ void raise_recorded_error(int device) {
       throw ValueError(lattice::detail::concat("[", op, "] argument 'batch_size': row ", v[0], " has batch index ",
                                                v[1], ", not below batch_size ", v[2], " (recorded on cuda:", device,
                                                ")"));
+    case ErrorCode::row_index_out_of_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'rows': entry ", v[0], " is ", v[1],
+                                               ", outside [0, ", v[2], ") (recorded on cuda:", device, ")"));
+    case ErrorCode::duplicate_row_index:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'rows': entries ", v[0], " and ", v[1],
+                                               " both select row ", v[2],
+                                               "; rows must be unique (recorded on cuda:", device, ")"));
+    case ErrorCode::nan_score:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'x': row ", v[0],
+                                               " has a NaN score (first feature channel) (recorded on cuda:", device,
+                                               ")"));
+    case ErrorCode::mask_length:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'mask': has ", v[0], " entries but x has ", v[1],
+                                               " active rows (recorded on cuda:", device, ")"));
+    case ErrorCode::negative_count:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'counts': entry ", v[0], " is ", v[1],
+                                               ", must be >= 0 (recorded on cuda:", device, ")"));
+    case ErrorCode::batch_beyond_counts:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'counts': has ", v[2], " entries but row ", v[0],
+                                               " has batch index ", v[1], " (recorded on cuda:", device, ")"));
     case ErrorCode::none:
       break;
   }
