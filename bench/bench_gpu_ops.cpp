@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gpu_harness.hpp"
+#include "lattice/ops/resample.hpp"
 
 namespace lattice::bench {
 
@@ -47,6 +48,16 @@ void pooling_cases(const BenchInput& in, const Case& c) {
       const double bytes = item * ch * static_cast<double>(in.voxels + rec.rows_out) + 4.0 * rec.edges;
       c.add(name, dtype, bytes, in.voxels, rec.rows_out, rec.edges, "cached relation", [&] { ops::pool3d(x, mode); });
     }
+    // Back onto the fine support (the voxelized set): through the transposed
+    // relation, and by trilinear interpolation (up to 8 coarse rows per fine row).
+    const SparseTensor coarse = ops::max_pool3d(x);
+    const std::int64_t nc = coarse.rows();
+    const OpRecord pt = traced([&] { ops::pool_transpose3d(coarse, {.target = x}); });
+    c.add("pool_transpose3d k2 s2 C=64 (target)", dtype,
+          item * ch * static_cast<double>(nc + in.voxels) + 4.0 * pt.edges, nc, in.voxels, pt.edges, "cached relation",
+          [&] { ops::pool_transpose3d(coarse, {.target = x}); });
+    c.add("trilinear_upsample3d r=2 C=64 (target)", dtype, item * ch * static_cast<double>(nc + in.voxels), nc,
+          in.voxels, 0, "hash lookups per fine row", [&] { ops::trilinear_upsample3d(coarse, {.target = x}); });
     const double gbytes = item * ch * static_cast<double>(in.voxels) + 16.0 * in.voxels;
     c.add("global_pool avg C=64", dtype, gbytes, in.voxels, 1, 0, "batch_size given",
           [&] { ops::global_pool(x, ops::PoolMode::avg, 1); });
