@@ -124,9 +124,8 @@ Quantized voxelize_with_quantization(const Array& points, const QuantizeParams& 
     out.counts = std::move(r.counts);
     out.active_rows = Array::scalar<std::int32_t>(static_cast<std::int32_t>(m), device);
   } else {
-    // Device values (non-finite points, batch ids) are checked by voxelize's
-    // kernels; their sticky errors name "voxelize".
-    cuda::VoxelizeResult r = cuda::voxelize(points, std::nullopt, batch_indices, vp);
+    // Device values (non-finite points, batch ids) are checked by voxelize's kernels.
+    cuda::VoxelizeResult r = cuda::voxelize(points, std::nullopt, batch_indices, vp, "voxelize_with_quantization");
     out.point_rows = cuda::first_points(r.inverse_rows, r.active_rows);
     out.coords = std::move(r.coords);
     out.inverse_rows = std::move(r.inverse_rows);

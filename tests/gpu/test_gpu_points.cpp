@@ -136,10 +136,14 @@ TEST_F(GpuTest, DevoxelizeCapacityRowsAreNotVoxels) {
   const ops::DevoxelizeParams nearest{.voxel_size = 1.0, .interpolation = ops::Interpolation::nearest};
   EXPECT_EQ(ops::devoxelize(x, pts, nearest).to_vector<float>(), (std::vector<float>{4, 0}));
   EXPECT_EQ(ops::devoxelize(x, pts, {.voxel_size = 1.0}).to_vector<float>(), (std::vector<float>{4, 0}));  // not 99
-  // On the device an out-of-range map entry reads as absent (documented).
-  EXPECT_EQ(ops::devoxelize(x, pts, nearest, Array::from_vector(std::vector<std::int32_t>{1, 2}, Shape{2}).to(k_gpu))
+  // A map entry at or past the active rows is a sticky device error (the CPU's check, made on the device).
+  synchronize(k_gpu);
+  EXPECT_EQ(ops::devoxelize(x, pts, nearest, Array::from_vector(std::vector<std::int32_t>{1, -1}, Shape{2}).to(k_gpu))
                 .to_vector<float>(),
             (std::vector<float>{8, 0}));
+  (void)ops::devoxelize(x, pts, nearest, Array::from_vector(std::vector<std::int32_t>{1, 2}, Shape{2}).to(k_gpu));
+  expect_error<ValueError>([&] { synchronize(k_gpu); },
+                           {"[devoxelize]", "'point_voxel_map'", "entry 1 is 2", "outside [-1, 2)"});
 }
 
 TEST_F(GpuTest, DevoxelizeDeviceErrorsAreSticky) {

@@ -111,8 +111,10 @@ struct VoxelizeResult {
   Array inverse_rows;  // (N,) int32
   Array counts;        // (N,) int32, rows past *active_rows are 0
 };
+// Sticky errors (non-finite points, batch ids, key range) name `op`.
 VoxelizeResult voxelize(const Array& points, const std::optional<Array>& feats,
-                        const std::optional<Array>& batch_indices, const ops::VoxelizeParams& params);
+                        const std::optional<Array>& batch_indices, const ops::VoxelizeParams& params,
+                        const char* op = "voxelize");
 
 // ---- timing (runtime.cpp) ----------------------------------------------------
 // An event recorded on the device's current stream; elapsed_ms is host-facing.
@@ -133,8 +135,8 @@ class Event {
 }  // namespace lattice::cuda
 
 // Op families of issue 4, one header each.
-#include "backend/cuda/api_resample.hpp"
-#include "backend/cuda/api_sets.hpp"
-#include "backend/cuda/api_rows.hpp"
-#include "backend/cuda/api_points.hpp"
 #include "backend/cuda/api_neighbors.hpp"
+#include "backend/cuda/api_points.hpp"
+#include "backend/cuda/api_resample.hpp"
+#include "backend/cuda/api_rows.hpp"
+#include "backend/cuda/api_sets.hpp"

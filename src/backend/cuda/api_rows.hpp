@@ -18,19 +18,6 @@
 
 namespace lattice::cuda {
 
-// Sticky error codes of this family, numbered to extend cuda::ErrorCode
-// (errors.hpp). Until errors.hpp/runtime.cpp list them (proposed patch:
-// /tmp/rows/rows-error-codes.patch, same numbers and CPU-identical messages),
-// raise_recorded_error reports them as "[op] unknown device error code N".
-enum class RowsErrorCode : int {
-  index_out_of_range = 40,  // position, index, active rows
-  duplicate_index = 41,     // first position, repeated position, index
-  nan_score = 42,           // row
-  mask_length = 43,         // mask length, active rows
-  negative_count = 44,      // batch item, count
-  batch_beyond_counts = 45  // row, batch index, number of counts
-};
-
 // coords (capacity, 4) int32, feats (capacity, C); rows past *active_rows are
 // zero. active_rows: int32 scalar on the device.
 struct RowSubset {

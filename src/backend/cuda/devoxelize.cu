@@ -8,9 +8,10 @@
 // multiply-add (no FMA), as the CPU does. One thread per point; no atomics on
 // floats; no host synchronisation.
 //
-// Bad device values: a batch index outside [0, 1022] or a non-finite point
-// gives that point 0 and is reported through the sticky error slot (lowest
-// offending row, non-finite points first, as the CPU front end checks them).
+// Bad device values: a non-finite point, a point_voxel_map entry outside
+// [-1, rows) or a batch index outside [0, 1022] gives that point 0 and is
+// reported through the sticky error slot (lowest offending row; non-finite
+// points, then map entries, then batch indices, as the CPU front end checks).
 #include <cstdint>
 #include <limits>
 
@@ -67,11 +68,11 @@ struct Inputs {
   const std::int32_t* batch;  // or null (all 0)
   const std::int32_t* active_rows;
   std::int64_t capacity;
-  std::int32_t* bad;  // [0] lowest non-finite point, [1] lowest bad batch row
+  std::int32_t* bad;  // lowest [0] non-finite point, [1] bad batch row, [2] bad map entry
 };
 
 __global__ void init_bad_kernel(std::int32_t* bad) {
-  if (threadIdx.x < 2) bad[threadIdx.x] = k_no_row;
+  if (threadIdx.x < 3) bad[threadIdx.x] = k_no_row;
 }
 
 template <class T, class P>
@@ -102,7 +103,10 @@ __global__ void devoxelize_kernel(const T* __restrict__ feats, std::int64_t c, c
       std::int32_t row = -1;
       if (in.map != nullptr) {
         row = in.map[i];
-        if (row < -1 || row >= m) row = -1;  // documented: out of range reads as absent
+        if (row < -1 || row >= m) {
+          atomicMin(&in.bad[2], static_cast<std::int32_t>(i));
+          row = -1;
+        }
       } else {
         long long cell[3];
         bool inside = true;
@@ -162,10 +166,14 @@ __global__ void devoxelize_kernel(const T* __restrict__ feats, std::int64_t c, c
 
 // One thread: records the lowest offending row, non-finite points first (the
 // CPU front end's order of checks).
-__global__ void report_kernel(const std::int32_t* __restrict__ batch, const std::int32_t* __restrict__ bad,
-                              ErrorSlot* slot, int op) {
+__global__ void report_kernel(const std::int32_t* __restrict__ batch, const std::int32_t* __restrict__ map,
+                              const std::int32_t* __restrict__ active_rows, std::int64_t capacity,
+                              const std::int32_t* __restrict__ bad, ErrorSlot* slot, int op) {
   if (bad[0] != k_no_row) {
     device::record_error(slot, ErrorCode::non_finite_point, op, bad[0]);
+  } else if (bad[2] != k_no_row) {
+    device::record_error(slot, ErrorCode::voxel_map_out_of_range, op, bad[2], map[bad[2]],
+                         read_count(active_rows, capacity));
   } else if (bad[1] != k_no_row) {
     device::record_error(slot, ErrorCode::batch_out_of_range, op, bad[1], batch[bad[1]]);
   }
@@ -215,7 +223,7 @@ void devoxelize(const CoordinateSet& set, const Array& feats, const Array& point
     table = {reinterpret_cast<const unsigned long long*>(index.keys.raw()), ptr<const std::int32_t>(index.values),
              index.mask()};
   }
-  Array bad = Array::empty(Shape{2}, DType::i32, dev);
+  Array bad = Array::empty(Shape{3}, DType::i32, dev);
   init_bad_kernel<<<1, 32, 0, stream>>>(ptr<std::int32_t>(bad));
   LATTICE_CUDA_LAUNCH_CHECK();
   const std::int32_t* batch = batch_indices ? ptr<const std::int32_t>(*batch_indices) : nullptr;
@@ -228,7 +236,8 @@ void devoxelize(const CoordinateSet& set, const Array& feats, const Array& point
       launch<T, double>(set, feats, points, in, linear, params, table, out, stream);
     }
   });
-  report_kernel<<<1, 1, 0, stream>>>(batch, ptr<const std::int32_t>(bad), error_slot(dev.index), op_id("devoxelize"));
+  report_kernel<<<1, 1, 0, stream>>>(batch, in.map, in.active_rows, in.capacity, ptr<const std::int32_t>(bad),
+                                     error_slot(dev.index), op_id("devoxelize"));
   LATTICE_CUDA_LAUNCH_CHECK();
 }
 

@@ -14,13 +14,17 @@ enum class ErrorCode : int {
   coordinate_overflow = 7,   // values: row, axis, coordinate, stride
   empty_batch_max = 8,       // values: batch item
   batch_beyond_size = 9,     // values: row, batch, batch_size
-  // Row selection (backend/cuda/rows.cu; mirrored by cuda::RowsErrorCode in api_rows.hpp).
+  // Row selection (rows.cu).
   row_index_out_of_range = 40,  // values: position, index, active rows
   duplicate_row_index = 41,     // values: first position, repeated position, index
   nan_score = 42,               // values: row
   mask_length = 43,             // values: mask length, active rows
   negative_count = 44,          // values: batch item, count
   batch_beyond_counts = 45,     // values: row, batch, number of counts
+  // Row maps with -1 for absent (sets.cu, devoxelize.cu) and Morton codes (sets.cu).
+  row_or_absent_out_of_range = 60,  // values: position, row, active rows
+  morton_batch_range = 61,          // values: row, batch
+  voxel_map_out_of_range = 62,      // values: point, entry, active rows
 };
 
 struct ErrorSlot {

@@ -13,7 +13,7 @@
 //    by score descending, ties in row order. A batch histogram (integer
 //    atomics) and its scan give each position its rank in its batch; ranks
 //    below k_b are flagged and scanned as above.
-// Bad values found on the device set the sticky error slot (RowsErrorCode).
+// Bad values found on the device set the sticky error slot (cuda::ErrorCode in errors.hpp).
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -40,8 +40,6 @@ constexpr std::int32_t k_none = std::numeric_limits<std::int32_t>::max();
 constexpr int k_batch_slots = 1024;
 // Sort key of rows that are not active (after every batch).
 constexpr std::uint32_t k_inactive_batch = k_batch_slots;
-
-__host__ __device__ constexpr ErrorCode code(RowsErrorCode c) { return static_cast<ErrorCode>(static_cast<int>(c)); }
 
 // ---- the shared gather ----------------------------------------------------------
 
@@ -182,11 +180,11 @@ __global__ void prune_report_kernel(const I* __restrict__ rows, std::int64_t m, 
   const std::int32_t duplicate = bad[1];
   if (out_of_range == k_none && duplicate == k_none) return;
   if (out_of_range < duplicate) {
-    device::record_error(slot, code(RowsErrorCode::index_out_of_range), op, out_of_range,
+    device::record_error(slot, ErrorCode::row_index_out_of_range, op, out_of_range,
                          static_cast<long long>(rows[out_of_range]), read_count(active, cap));
   } else {
     const long long r = static_cast<long long>(rows[duplicate]);
-    device::record_error(slot, code(RowsErrorCode::duplicate_index), op, first[r], duplicate, r);
+    device::record_error(slot, ErrorCode::duplicate_row_index, op, first[r], duplicate, r);
   }
 }
 
@@ -222,7 +220,7 @@ __global__ void mask_flags_kernel(const M* __restrict__ mask, std::int64_t n, co
 __global__ void mask_length_kernel(std::int64_t len, const std::int32_t* __restrict__ active, std::int64_t cap,
                                    ErrorSlot* slot, int op) {
   const std::int64_t rows = read_count(active, cap);
-  if (len != rows) device::record_error(slot, code(RowsErrorCode::mask_length), op, len, rows);
+  if (len != rows) device::record_error(slot, ErrorCode::mask_length, op, len, rows);
 }
 
 __global__ void crop_flags_kernel(const int4* __restrict__ coords, const std::int32_t* __restrict__ active,
@@ -323,11 +321,11 @@ __global__ void topk_report_kernel(const I* __restrict__ counts, const int4* __r
                                    std::int64_t num_counts, const std::int32_t* __restrict__ bad, ErrorSlot* slot,
                                    int op) {
   if (bad[2] != k_none) {
-    device::record_error(slot, code(RowsErrorCode::negative_count), op, bad[2], static_cast<long long>(counts[bad[2]]));
+    device::record_error(slot, ErrorCode::negative_count, op, bad[2], static_cast<long long>(counts[bad[2]]));
   } else if (bad[0] != k_none) {
-    device::record_error(slot, code(RowsErrorCode::batch_beyond_counts), op, bad[0], coords[bad[0]].x, num_counts);
+    device::record_error(slot, ErrorCode::batch_beyond_counts, op, bad[0], coords[bad[0]].x, num_counts);
   } else if (bad[1] != k_none) {
-    device::record_error(slot, code(RowsErrorCode::nan_score), op, bad[1]);
+    device::record_error(slot, ErrorCode::nan_score, op, bad[1]);
   }
 }
 

@@ -242,6 +242,15 @@ void raise_recorded_error(int device) {
     case ErrorCode::batch_beyond_counts:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'counts': has ", v[2], " entries but row ", v[0],
                                                " has batch index ", v[1], " (recorded on cuda:", device, ")"));
+    case ErrorCode::row_or_absent_out_of_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'rows': entry ", v[0], " is ", v[1],
+                                               ", outside [-1, ", v[2], ") (recorded on cuda:", device, ")"));
+    case ErrorCode::morton_batch_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'coords': row ", v[0], " has batch index ", v[1],
+                                               ", outside the Morton range [0, 1023] (recorded on cuda:", device, ")"));
+    case ErrorCode::voxel_map_out_of_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'point_voxel_map': entry ", v[0], " is ", v[1],
+                                               ", outside [-1, ", v[2], ") (recorded on cuda:", device, ")"));
     case ErrorCode::none:
       break;
   }

@@ -23,14 +23,6 @@
 
 namespace lattice::cuda {
 
-// Sticky error codes of this family, extending cuda::ErrorCode (errors.hpp);
-// runtime.cpp's raise_recorded_error should map them to messages. Until it
-// does, they surface as "[op] unknown device error code N" (lattice::Error).
-enum class SetsErrorCode : int {
-  row_out_of_range = 60,    // position, row, active rows of x
-  morton_batch_range = 61,  // row, batch
-};
-
 namespace {
 
 constexpr int k_threads = 256;
@@ -39,8 +31,6 @@ using device::ConstHashView;
 using device::HashView;
 using device::read_count;
 using lattice::detail::floor_div;
-
-__host__ __device__ constexpr ErrorCode code(SetsErrorCode c) { return static_cast<ErrorCode>(static_cast<int>(c)); }
 
 HashView view(const CudaCoordIndex& t) {
   return {reinterpret_cast<unsigned long long*>(t.keys.raw()), ptr<std::int32_t>(t.values), t.mask()};
@@ -154,7 +144,7 @@ __global__ void k_gather(const T* x, const std::int32_t* x_rows, std::int64_t x_
     const std::int64_t i = e / c, j = e % c;
     const std::int32_t r = rows[i];
     if (r < -1 || r >= nx) {
-      if (j == 0) device::record_error(err, code(SetsErrorCode::row_out_of_range), op, i, r, nx);
+      if (j == 0) device::record_error(err, ErrorCode::row_or_absent_out_of_range, op, i, r, nx);
       y[e] = device::store<T>(fill);
     } else {
       y[e] = r >= 0 ? x[static_cast<std::int64_t>(r) * c + j] : device::store<T>(fill);
@@ -232,8 +222,7 @@ __global__ void k_morton(const std::int32_t* coords, const std::int32_t* rows, s
       continue;
     }
     const std::int32_t* c = coords + 4 * i;
-    if (check && (c[0] < 0 || c[0] >= 1024))
-      device::record_error(err, code(SetsErrorCode::morton_batch_range), op, i, c[0]);
+    if (check && (c[0] < 0 || c[0] >= 1024)) device::record_error(err, ErrorCode::morton_batch_range, op, i, c[0]);
     unsigned long long code_bits = static_cast<unsigned long long>(static_cast<unsigned>(c[0]) & 1023u) << 54;
     for (int a = 0; a < 3; ++a) {
       const std::int32_t v = c[a + 1];

@@ -280,7 +280,7 @@ std::int64_t table_slots(std::int64_t n) {
 template <class P>
 void cells_and_table(const Array& points, const std::optional<Array>& batch_indices, const ops::VoxelizeParams& params,
                      VoxelTable table, std::int64_t slots, Array& cells, Array& slot_of, Array& bad,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, const char* op) {
   const std::int64_t n = points.dim(0);
   const CellParams<P> cp = cell_params<P>(params);
   const std::int32_t* batch = batch_indices ? ptr<const std::int32_t>(*batch_indices) : nullptr;
@@ -291,15 +291,14 @@ void cells_and_table(const Array& points, const std::optional<Array>& batch_indi
       ptr<const P>(points), batch, n, cp, table, ptr<int4>(cells), ptr<std::uint32_t>(slot_of), bad_rows);
   LATTICE_CUDA_LAUNCH_CHECK();
   const int device = points.device().index;
-  report_kernel<P>
-      <<<1, 1, 0, stream>>>(ptr<const P>(points), batch, cp, bad_rows, error_slot(device), op_id("voxelize"));
+  report_kernel<P><<<1, 1, 0, stream>>>(ptr<const P>(points), batch, cp, bad_rows, error_slot(device), op_id(op));
   LATTICE_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 VoxelizeResult voxelize(const Array& points, const std::optional<Array>& feats,
-                        const std::optional<Array>& batch_indices, const ops::VoxelizeParams& params) {
+                        const std::optional<Array>& batch_indices, const ops::VoxelizeParams& params, const char* op) {
   const Device dev = points.device();
   LATTICE_CUDA_CHECK(cudaSetDevice(dev.index));
   const cudaStream_t stream = stream_of(dev);
@@ -330,9 +329,9 @@ VoxelizeResult voxelize(const Array& points, const std::optional<Array>& feats,
   Array slot_of = Array::empty(Shape{n}, DType::u32, dev);
   Array bad = Array::empty(Shape{2}, DType::i32, dev);
   if (points.dtype() == DType::f32) {
-    cells_and_table<float>(points, batch_indices, params, table, slots, cells, slot_of, bad, stream);
+    cells_and_table<float>(points, batch_indices, params, table, slots, cells, slot_of, bad, stream, op);
   } else {
-    cells_and_table<double>(points, batch_indices, params, table, slots, cells, slot_of, bad, stream);
+    cells_and_table<double>(points, batch_indices, params, table, slots, cells, slot_of, bad, stream, op);
   }
 
   // 2. first-seen row numbers; the voxel count is the flag total.

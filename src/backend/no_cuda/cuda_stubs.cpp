@@ -67,7 +67,7 @@ void global_pool(const CoordinateSet&, const Array&, ops::PoolMode, Array&, cons
 std::int64_t max_batch(const CoordinateSet&) { not_compiled("global_pool"); }
 
 VoxelizeResult voxelize(const Array&, const std::optional<Array>&, const std::optional<Array>&,
-                        const ops::VoxelizeParams&) {
+                        const ops::VoxelizeParams&, const char*) {
   not_compiled("voxelize");
 }
 
