@@ -1,4 +1,5 @@
-// Memory-bound op families on the real scan: pooling and resampling. These move
+// Memory-bound op families on the real scan: pooling, resampling, devoxelize,
+// neighbour search, sparse algebra. These move
 // bytes rather than FLOPs, so each case reports floor_ratio = (minimum bytes /
 // copy bandwidth) / time; the minimum bytes are stated beside each case (read
 // every input feature once, write every output once, read one int32 row index
@@ -7,6 +8,9 @@
 #include <string>
 
 #include "gpu_harness.hpp"
+#include "lattice/ops/algebra.hpp"
+#include "lattice/ops/coordinate_sets.hpp"
+#include "lattice/ops/neighbors.hpp"
 #include "lattice/ops/resample.hpp"
 
 namespace lattice::bench {
@@ -64,11 +68,71 @@ void pooling_cases(const BenchInput& in, const Case& c) {
   }
 }
 
+// Voxels back to the scan's points (C = 64): trilinear over 8 corners, and
+// nearest through voxelize's point -> voxel map.
+void devoxelize_cases(const BenchInput& in, const Case& c) {
+  const std::int64_t n = in.points.dim(0);
+  for (DType dtype : {DType::f16, DType::f32}) {
+    const int ch = 64;
+    const double item = static_cast<double>(itemsize(dtype));
+    const SparseTensor x = fresh(in.coords, Array::full(Shape{in.voxels, ch}, dtype, 0.5, k_dev), in.voxels);
+    const ops::DevoxelizeParams linear{.voxel_size = 0.05};
+    const ops::DevoxelizeParams nearest{.voxel_size = 0.05, .interpolation = ops::Interpolation::nearest};
+    (void)ops::devoxelize(x, in.points, linear);  // builds the set's hash index once
+    const double bytes = item * ch * static_cast<double>(in.voxels + n) + 12.0 * n;
+    c.add("devoxelize linear C=64 -> points", dtype, bytes, in.voxels, n, 0, "8 hash lookups per point",
+          [&] { ops::devoxelize(x, in.points, linear); });
+    c.add("devoxelize nearest C=64 (point_voxel_map)", dtype, bytes - 12.0 * n + 4.0 * n, in.voxels, n, 0,
+          "gather through the map", [&] { ops::devoxelize(x, in.points, nearest, in.inverse_rows); });
+  }
+}
+
+// Neighbour relations over every point of the scan (query = source), and the
+// gather that consumes them. Minimum bytes: read the points twice, write the
+// relation (index + distance per neighbour).
+void neighbor_cases(const BenchInput& in, const Case& c) {
+  const std::int64_t n = in.points.dim(0);
+  const ops::PointSet pts{in.points, std::nullopt};
+  for (std::int64_t k : {8, 16, 32}) {
+    c.add("knn k=" + std::to_string(k) + " (all points)", DType::f32, 24.0 * n + 8.0 * n * k, n, n, n * k,
+          "grid search", [&] { ops::knn_relation(pts, pts, k); });
+  }
+  c.add("radius 0.2 m, max 32 (all points)", DType::f32, 24.0 * n + 8.0 * n * 32, n, n, n * 32, "grid search",
+        [&] { ops::radius_relation(pts, pts, 0.2, 32); });
+  const ops::NeighborRelation rel = ops::knn_relation(pts, pts, 16);
+  const Array f = Array::full(Shape{n, 32}, DType::f16, 0.5, k_dev);
+  c.add("gather_neighbor_features k=16 C=32", DType::f16, 2.0 * 32 * n * (16 + 1) + 4.0 * n * 16, n, n, n * 16, "",
+        [&] { ops::gather_neighbor_features(f, rel); });
+}
+
+// Joins by coordinate value: x against the same coordinates in Morton order
+// under another key (every row matches, in a different order).
+void algebra_cases(const BenchInput& in, const Case& c) {
+  for (DType dtype : {DType::f16, DType::f32}) {
+    const int ch = 64;
+    const double item = static_cast<double>(itemsize(dtype));
+    const SparseTensor x = fresh(in.coords, Array::full(Shape{in.voxels, ch}, dtype, 0.5, k_dev), in.voxels);
+    const SparseTensor y = ops::morton_sort_coords(x);
+    const SparseTensor x2 = x.replace_feats(Array::full(Shape{x.capacity(), ch}, dtype, 0.25, k_dev));
+    (void)ops::sparse_binary(ops::BinaryOp::add, x, y);  // builds both hash indices
+    c.add("sparse_binary add, outer join C=64", dtype, item * ch * 3.0 * in.voxels + 32.0 * in.voxels, in.voxels,
+          in.voxels, 0, "different keys: hash join", [&] { ops::sparse_binary(ops::BinaryOp::add, x, y); });
+    c.add("add, same key C=64", dtype, item * ch * 3.0 * in.voxels, in.voxels, in.voxels, 0, "row-wise",
+          [&] { ops::add(x, x2); });
+  }
+  const SparseTensor x = fresh(in.coords, Array::zeros(Shape{in.voxels, 1}, DType::f32, k_dev), in.voxels);
+  c.add("morton_sort_coords (C=1)", DType::f32, 2.0 * 20.0 * in.voxels, in.voxels, in.voxels, 0, "CUB radix sort",
+        [&] { ops::morton_sort_coords(x); });
+}
+
 }  // namespace
 
 void op_cases(const BenchInput& in, const Ceilings& ceil, int runs, std::vector<Row>& rows) {
   const Case c{ceil, runs, rows};
   pooling_cases(in, c);
+  devoxelize_cases(in, c);
+  neighbor_cases(in, c);
+  algebra_cases(in, c);
 }
 
 }  // namespace lattice::bench
