@@ -1,1 +1,25 @@
-// placeholder: filled in by issue 4
+// Built instead of src/backend/cuda/neighbors.cu when LATTICE_CUDA is OFF: every
+// entry of backend/cuda/api_neighbors.hpp reports that CUDA is not compiled in.
+#include "backend/cuda/api_neighbors.hpp"
+#include "lattice/core/error.hpp"
+
+namespace lattice::cuda {
+
+namespace {
+
+[[noreturn]] void not_compiled(const char* what) {
+  throw NotCompiledError(lattice::detail::concat("[", what,
+                                                 "] lattice was built without the CUDA backend "
+                                                 "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
+}
+
+}  // namespace
+
+void neighbor_search(const NeighborPoints&, const NeighborPoints&, const NeighborSearch&, Array&, Array&,
+                     const char* op) {
+  not_compiled(op);
+}
+void voxel_centers(const Array&, const std::int32_t*, Array&, Array&) { not_compiled("voxel_centers"); }
+void gather_neighbors(const Array&, const Array&, Array&) { not_compiled("gather_neighbor_features"); }
+
+}  // namespace lattice::cuda
