@@ -90,7 +90,12 @@ TEST_P(CollateRandom, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(All, CollateRandom,
                          ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::f64),
-                                            ::testing::Values(1, 2), ::testing::Values(1, 3, 5)));
+                                            ::testing::Values(1, 2), ::testing::Values(1, 3, 5)),
+                         [](const auto& info) {
+                           return std::string(dtype_name(std::get<0>(info.param))) + "_stride" +
+                                  std::to_string(std::get<1>(info.param)) + "_inputs" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 TEST(SparseCollate, SingleItemInputsGetConsecutiveBatchIds) {
   auto m = CoordinateManager::create();

@@ -171,7 +171,14 @@ TEST_P(DevoxelizeRandom, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(All, DevoxelizeRandom,
                          ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::f64), ::testing::Bool(),
-                                            ::testing::Values(1, 2, 4), ::testing::Values(1, 3), ::testing::Bool()));
+                                            ::testing::Values(1, 2, 4), ::testing::Values(1, 3), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           const Case& c = info.param;
+                           return std::string(dtype_name(std::get<0>(c))) +
+                                  (std::get<1>(c) ? "_points64" : "_points32") + "_stride" +
+                                  std::to_string(std::get<2>(c)) + "_batches" + std::to_string(std::get<3>(c)) +
+                                  (std::get<4>(c) ? "_linear" : "_nearest");
+                         });
 
 TEST(Devoxelize, HandWorkedLinearWeights) {
   // Two voxels at logical x = 0 and 1 (centres 0.5 and 1.5 at voxel_size 1):

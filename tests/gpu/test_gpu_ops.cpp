@@ -2,6 +2,8 @@
 // voxelize (bit-exact voxels, including the real scan), and MinkUNet end to
 // end — CPU agreement, run-to-run determinism, and a CUDA graph capture of the
 // whole forward pass, which fails if anything in it waits for the host.
+#include <algorithm>
+
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -128,6 +130,37 @@ TEST_P(GpuPooling, RelationAndGlobalPoolingMatchTheCpu) {
     const auto gg = to_doubles(ops::global_pool(xg, mode));
     ASSERT_EQ(gg.size(), gc.size());
     for (std::size_t i = 0; i < gc.size(); ++i) EXPECT_NEAR(gg[i], gc[i], tolerance_for(dtype) * (1 + std::abs(gc[i])));
+  }
+}
+
+// Many chunks of the two-level reduction (more than one per warp lane) and
+// several batch items in shuffled row order; values are multiples of 1/8, so
+// the float32 sums are exact and must agree with the CPU to rounding of avg.
+TEST_P(GpuPooling, GlobalPoolingOverManyChunks) {
+  const DType dtype = GetParam();
+  Rng rng(22);
+  auto coords = random_coords(rng, 5, -20, 19, {1, 1, 1}, 0.3);
+  std::shuffle(coords.begin(), coords.end(), rng.engine());
+  const auto n = static_cast<std::int64_t>(coords.size());
+  ASSERT_GT(n, 32 * 128 * 2);
+  std::vector<double> v(static_cast<std::size_t>(n * 40));
+  for (double& e : v) e = static_cast<double>(rng.integer(-8, 8)) * 0.125;
+  const Array feats = make_array(v, Shape{n, 40}, dtype);
+  const SparseTensor xc =
+      SparseTensor::from_coords(coords_array(coords), feats, {.manager = CoordinateManager::create()});
+  const SparseTensor xg = SparseTensor::from_coords(coords_array(coords).to(k_gpu), feats.to(k_gpu),
+                                                    {.manager = CoordinateManager::create()});
+  for (auto mode : {ops::PoolMode::sum, ops::PoolMode::max, ops::PoolMode::avg}) {
+    // Two empty trailing items for sum and avg (0); max over an empty item is an error.
+    const std::int64_t items = mode == ops::PoolMode::max ? 5 : 7;
+    poison_pool(16 << 20);
+    const auto gc = to_doubles(ops::global_pool(xc, mode, items));
+    const auto gg = to_doubles(ops::global_pool(xg, mode, items));
+    ASSERT_EQ(gg.size(), gc.size());
+    for (std::size_t i = 0; i < gc.size(); ++i) {
+      ASSERT_NEAR(gg[i], gc[i], tolerance_for(dtype) * (1 + std::abs(gc[i]))) << "entry " << i;
+    }
+    EXPECT_EQ(to_doubles(ops::global_pool(xg, mode, items)), gg);  // run to run
   }
 }
 
