@@ -19,6 +19,7 @@
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/errors.cuh"
 #include "backend/cuda/device/hash.cuh"
+#include "backend/cuda/device/rounding.cuh"
 #include "backend/cuda/errors.hpp"
 #include "backend/cuda/scan.hpp"
 #include "lattice/core/sparse_tensor.hpp"
@@ -35,12 +36,9 @@ using device::store;
 
 constexpr int k_threads = 256;
 
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+using device::add_rn;
+using device::div_rn;
+using device::mul_rn;
 
 __global__ void max_batch_kernel(const std::int32_t* __restrict__ coords, std::int64_t rows, std::int32_t* top) {
   LATTICE_GRID_LOOP(i, rows) { atomicMax(top, coords[4 * i]); }

@@ -22,6 +22,7 @@
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/errors.cuh"
 #include "backend/cuda/device/hash.cuh"
+#include "backend/cuda/device/rounding.cuh"
 #include "backend/cuda/errors.hpp"
 
 namespace lattice::cuda {
@@ -38,14 +39,10 @@ constexpr int k_threads = 256;
 constexpr std::int32_t k_no_row = std::numeric_limits<std::int32_t>::max();
 constexpr double k_cell_limit = 1 << 20;  // beyond every key range: absent
 
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+using device::add_rn;
+using device::div_rn;
+using device::mul_rn;
+using device::sub_rn;
 
 template <class P>
 struct AxisParams {

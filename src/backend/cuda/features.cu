@@ -20,6 +20,7 @@
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/reduce.cuh"
+#include "backend/cuda/device/rounding.cuh"
 
 namespace lattice::cuda {
 
@@ -35,12 +36,10 @@ constexpr int k_threads = 256;
 // wrap: grid_for launches at most 65535 * 32 * 256 < 2^31 threads.
 constexpr std::uint64_t k_max_32bit_total = std::uint64_t{1} << 31;
 
-// ---- rounding helpers ----------------------------------------------------------
+// Explicitly rounded arithmetic (device/rounding.cuh).
 
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+using device::add_rn;
+using device::mul_rn;
 
 __device__ __forceinline__ double quiet_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
 

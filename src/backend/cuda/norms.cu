@@ -14,6 +14,7 @@
 #include "backend/cpu/api_resample.hpp"  // detail::dropout_keep (constexpr, compiled for the device)
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/device/common.cuh"
+#include "backend/cuda/device/rounding.cuh"
 
 namespace lattice::cuda {
 
@@ -26,16 +27,11 @@ using device::store;
 
 constexpr int k_threads = 256;
 
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float sqrt_rn(float a) { return __fsqrt_rn(a); }
-__device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
+using device::add_rn;
+using device::div_rn;
+using device::mul_rn;
+using device::sqrt_rn;
+using device::sub_rn;
 
 cudaStream_t prepare(const Array& x) {
   LATTICE_CUDA_CHECK(cudaSetDevice(x.device().index));

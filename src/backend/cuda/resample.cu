@@ -14,6 +14,7 @@
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/errors.cuh"
 #include "backend/cuda/device/hash.cuh"
+#include "backend/cuda/device/rounding.cuh"
 #include "backend/cuda/errors.hpp"
 
 namespace lattice::cuda {
@@ -28,14 +29,10 @@ using device::store;
 
 constexpr int k_threads = 256;
 
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float sqrt_rn(float a) { return __fsqrt_rn(a); }
-__device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
+using device::add_rn;
+using device::div_rn;
+using device::mul_rn;
+using device::sqrt_rn;
 
 cudaStream_t prepare(Device device) {
   LATTICE_CUDA_CHECK(cudaSetDevice(device.index));

@@ -35,6 +35,7 @@
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/errors.cuh"
+#include "backend/cuda/device/rounding.cuh"
 #include "backend/cuda/errors.hpp"
 #include "backend/cuda/scan.hpp"
 #include "relation/coord_key.hpp"
@@ -51,12 +52,9 @@ using device::store;
 constexpr int k_threads = 256;
 constexpr std::int32_t k_no_row = std::numeric_limits<std::int32_t>::max();
 
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+using device::div_rn;
+using device::mul_rn;
+using device::sub_rn;
 __device__ __forceinline__ float floor_p(float v) { return floorf(v); }
 __device__ __forceinline__ double floor_p(double v) { return floor(v); }
 

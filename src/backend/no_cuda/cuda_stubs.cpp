@@ -2,14 +2,11 @@
 // backend/cuda/api.hpp reports that CUDA is not compiled in, so device-neutral
 // code calls the CUDA backend unconditionally and never grows #ifdefs.
 #include "backend/cuda/api.hpp"
+#include "backend/no_cuda/not_compiled.hpp"
 
 namespace lattice::cuda {
 
-[[noreturn]] static void not_compiled(const char* what) {
-  throw NotCompiledError(detail::concat("[", what,
-                                        "] lattice was built without the CUDA backend "
-                                        "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
-}
+using stubs::not_compiled;
 
 bool compiled() { return false; }
 int device_count() { return 0; }

@@ -1,19 +1,11 @@
 // Built instead of src/backend/cuda/neighbors.cu when LATTICE_CUDA is OFF: every
 // entry of backend/cuda/api_neighbors.hpp reports that CUDA is not compiled in.
 #include "backend/cuda/api_neighbors.hpp"
-#include "lattice/core/error.hpp"
+#include "backend/no_cuda/not_compiled.hpp"
 
 namespace lattice::cuda {
 
-namespace {
-
-[[noreturn]] void not_compiled(const char* what) {
-  throw NotCompiledError(lattice::detail::concat("[", what,
-                                                 "] lattice was built without the CUDA backend "
-                                                 "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
-}
-
-}  // namespace
+using stubs::not_compiled;
 
 void neighbor_search(const NeighborPoints&, const NeighborPoints&, const NeighborSearch&, Array&, Array&,
                      const char* op) {

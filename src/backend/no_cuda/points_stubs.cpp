@@ -1,17 +1,11 @@
 // Built instead of the CUDA points family when LATTICE_CUDA is OFF: every entry
 // of backend/cuda/api_points.hpp reports that CUDA is not compiled in.
 #include "backend/cuda/api_points.hpp"
-#include "lattice/core/error.hpp"
+#include "backend/no_cuda/not_compiled.hpp"
 
 namespace lattice::cuda {
 
-namespace {
-[[noreturn]] void not_compiled(const char* what) {
-  throw NotCompiledError(detail::concat("[", what,
-                                        "] lattice was built without the CUDA backend "
-                                        "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
-}
-}  // namespace
+using stubs::not_compiled;
 
 void devoxelize(const CoordinateSet&, const Array&, const Array&, const std::optional<Array>&,
                 const std::optional<Array>&, const ops::DevoxelizeParams&, Array&) {

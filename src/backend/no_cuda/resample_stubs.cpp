@@ -1,17 +1,11 @@
 // Without the CUDA toolkit the resample family's CUDA backend only throws (see
 // backend/cuda/api_resample.hpp), so its front ends need no #ifdefs.
 #include "backend/cuda/api_resample.hpp"
-#include "lattice/core/error.hpp"
+#include "backend/no_cuda/not_compiled.hpp"
 
 namespace lattice::cuda {
 
-namespace {
-[[noreturn]] void not_compiled(const char* what) {
-  throw NotCompiledError(lattice::detail::concat("[", what,
-                                                 "] lattice was built without the CUDA backend "
-                                                 "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
-}
-}  // namespace
+using stubs::not_compiled;
 
 void square_weight(const Array&, Array&) { not_compiled("square_weight"); }
 void normalized_combine(const Array&, const Array&, const std::optional<Array>&, double, const Array&, Array&) {

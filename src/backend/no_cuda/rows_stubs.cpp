@@ -1,17 +1,11 @@
 // Without the CUDA toolkit the row-selection backend only throws (see
 // backend/cuda/api_rows.hpp), so src/ops/rows.cpp needs no #ifdefs.
 #include "backend/cuda/api_rows.hpp"
-#include "lattice/core/error.hpp"
+#include "backend/no_cuda/not_compiled.hpp"
 
 namespace lattice::cuda {
 
-namespace {
-[[noreturn]] void not_compiled(const char* what) {
-  throw NotCompiledError(lattice::detail::concat("[", what,
-                                                 "] lattice was built without the CUDA backend "
-                                                 "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
-}
-}  // namespace
+using stubs::not_compiled;
 
 RowSubset prune_rows(const CoordinateSet&, const Array&, const Array&, const char*) { not_compiled("prune_rows"); }
 RowSubset mask_rows(const CoordinateSet&, const Array&, const Array&, bool, const char*) { not_compiled("mask_rows"); }

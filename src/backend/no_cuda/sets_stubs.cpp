@@ -1,17 +1,11 @@
 // Without the CUDA toolkit the sets backend only throws (see
 // backend/cuda/api_sets.hpp), so src/ops/algebra.cpp and coordinate_sets.cpp need no #ifdefs.
 #include "backend/cuda/api_sets.hpp"
-#include "lattice/core/error.hpp"
+#include "backend/no_cuda/not_compiled.hpp"
 
 namespace lattice::cuda {
 
-namespace {
-[[noreturn]] void not_compiled(const char* what) {
-  throw NotCompiledError(lattice::detail::concat("[", what,
-                                                 "] lattice was built without the CUDA backend "
-                                                 "(configure with -DLATTICE_CUDA=ON or the 'cuda' preset)"));
-}
-}  // namespace
+using stubs::not_compiled;
 
 AlignParts align(const CoordinateSet&, const CoordinateSet&, ops::Join, const char*) { not_compiled("align"); }
 void binary_rows(const Array&, const Array&, const std::optional<Array>&, const std::optional<Array>&, const Array&,
