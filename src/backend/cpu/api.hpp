@@ -108,3 +108,7 @@ void set_num_threads(int n);
 #include "backend/cpu/api_rows.hpp"
 #include "backend/cpu/api_points.hpp"
 #include "backend/cpu/api_neighbors.hpp"
+#include "backend/cpu/api_conv_grad.hpp"
+#include "backend/cpu/api_features_grad.hpp"
+#include "backend/cpu/api_pooling_grad.hpp"
+#include "backend/cpu/api_train.hpp"

@@ -140,3 +140,7 @@ class Event {
 #include "backend/cuda/api_resample.hpp"
 #include "backend/cuda/api_rows.hpp"
 #include "backend/cuda/api_sets.hpp"
+#include "backend/cuda/api_conv_grad.hpp"
+#include "backend/cuda/api_features_grad.hpp"
+#include "backend/cuda/api_pooling_grad.hpp"
+#include "backend/cuda/api_train.hpp"
