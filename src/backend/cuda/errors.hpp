@@ -25,6 +25,9 @@ enum class ErrorCode : int {
   row_or_absent_out_of_range = 60,  // values: position, row, active rows
   morton_batch_range = 61,          // values: row, batch
   voxel_map_out_of_range = 62,      // values: point, entry, active rows
+  // Training (train.cu).
+  label_out_of_range = 80,       // values: row, label, classes
+  prediction_out_of_range = 81,  // values: row, predicted class, classes
 };
 
 struct ErrorSlot {

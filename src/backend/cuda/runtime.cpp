@@ -251,6 +251,13 @@ void raise_recorded_error(int device) {
     case ErrorCode::voxel_map_out_of_range:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'point_voxel_map': entry ", v[0], " is ", v[1],
                                                ", outside [-1, ", v[2], ") (recorded on cuda:", device, ")"));
+    case ErrorCode::label_out_of_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'labels': row ", v[0], " has label ", v[1],
+                                               ", outside [0, ", v[2],
+                                               ") and not the ignore_index (recorded on cuda:", device, ")"));
+    case ErrorCode::prediction_out_of_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'pred': row ", v[0], " predicts class ", v[1],
+                                               ", outside [0, ", v[2], ") (recorded on cuda:", device, ")"));
     case ErrorCode::none:
       break;
   }
