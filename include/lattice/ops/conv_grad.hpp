@@ -4,6 +4,13 @@
 //   dL/dW[k] = sum over edges (i, o, k) of x[i]^T * dy[o]   (per-offset X^T dY)
 //   dL/db    = sum over y's active rows of dy
 // The relation is the forward's (looked up in x's manager, so normally cached).
+// dy must live on the forward output's key (ValueError otherwise); with an
+// explicit target, a tensor/key target must name dy's key and an array target
+// is taken to be dy's support (it is not registered again). A forward relation
+// evicted from the cache is rebuilt; if that issues a new output key, dy is
+// accepted when its coordinates match the rebuilt output row by row (a
+// host-facing check, only after an eviction).
+// The normalized forms recompute N and D with the forward ops (no TF32).
 // Weight gradients come back in the layout the weight was given in. Accumulation
 // is float32 for float16/bfloat16 (float64 for float64), in a fixed order, with
 // no floating-point atomics: results are bitwise identical run to run.
