@@ -32,6 +32,7 @@
 #include "gpu_harness.hpp"
 #include "lattice/lattice.hpp"
 #include "lattice/models/minkunet.hpp"
+#include "lattice/models/minkunet_train.hpp"
 
 namespace {
 
@@ -299,6 +300,44 @@ int main(int argc, char** argv) {
           return ops::conv_transpose3d(x, w, std::nullopt, {.kernel_size = 2, .stride = 2, .coordinates = base});
         },
         down);
+  }
+
+  // ---- training: one MinkUNet step (forward, loss, backward, AdamW) -------------------
+  // The trainable module (models::MinkUNetTrainable: batch statistics, no fused
+  // epilogue) on the real scan, relations cached after the first step as in a
+  // training loop over a fixed input; FLOPs counted as 3x the forward's
+  // (forward, input gradient, weight gradient).
+  {
+    double fwd_flops = 0, fwd_bytes = 0;
+    {
+      models::MinkUNetConfig cfg;
+      cfg.batch_statistics = true;
+      const models::MinkUNet ref(cfg, 0, DType::f32, k_dev);
+      count_network(ref, fresh(coords, vox.tensor.feats().rows(0, voxels).clone(), voxels), fwd_flops, fwd_bytes);
+    }
+    std::vector<std::int32_t> lab(static_cast<std::size_t>(voxels));
+    for (std::size_t i = 0; i < lab.size(); ++i) lab[i] = static_cast<std::int32_t>((i * 7919) % 19);
+    const Array labels = Array::from_vector(lab, Shape{voxels}).to(k_dev);
+    for (DType dtype : {DType::f32, DType::f16}) {
+      models::MinkUNetTrainableConfig cfg;
+      cfg.dtype = dtype;
+      cfg.device = k_dev;
+      models::MinkUNetTrainable net(cfg);
+      net.train();
+      const SparseTensor x = fresh(coords, vox.tensor.feats().rows(0, voxels).astype(dtype), voxels);
+      nn::AdamW opt(net.parameters(), {});
+      auto step = [&] {
+        opt.zero_grad();
+        const autograd::Variable logits = net.forward(autograd::Variable(x));
+        autograd::backward(autograd::cross_entropy(logits, labels));
+        opt.step();
+      };
+      const Timing t = time_it(step, std::max(5, runs / 4), 2);
+      Row r = make_row("minkunet train step (fwd+bwd+AdamW)", dtype, false, 3 * fwd_flops, 3 * fwd_bytes, t, ceil);
+      r.voxels_in = r.voxels_out = voxels;
+      r.note = "batch 1 (94k voxels), width 32";
+      rows.push_back(r);
+    }
   }
 
   // ---- memory-bound op families (bench_gpu_ops.cpp) ----------------------------------

@@ -7,5 +7,6 @@ namespace lattice::cli {
 
 int cmd_info(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
+int cmd_train(const std::vector<std::string>& args);
 
 }  // namespace lattice::cli
