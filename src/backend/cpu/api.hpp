@@ -102,13 +102,13 @@ void set_num_threads(int n);
 
 }  // namespace lattice::cpu
 
-// Op families of issue 4, one header each.
-#include "backend/cpu/api_resample.hpp"
-#include "backend/cpu/api_sets.hpp"
-#include "backend/cpu/api_rows.hpp"
-#include "backend/cpu/api_points.hpp"
-#include "backend/cpu/api_neighbors.hpp"
+// Later op families (and their gradients), one header each.
 #include "backend/cpu/api_conv_grad.hpp"
 #include "backend/cpu/api_features_grad.hpp"
+#include "backend/cpu/api_neighbors.hpp"
+#include "backend/cpu/api_points.hpp"
 #include "backend/cpu/api_pooling_grad.hpp"
+#include "backend/cpu/api_resample.hpp"
+#include "backend/cpu/api_rows.hpp"
+#include "backend/cpu/api_sets.hpp"
 #include "backend/cpu/api_train.hpp"

@@ -134,13 +134,13 @@ class Event {
 
 }  // namespace lattice::cuda
 
-// Op families of issue 4, one header each.
+// Later op families (and their gradients), one header each.
+#include "backend/cuda/api_conv_grad.hpp"
+#include "backend/cuda/api_features_grad.hpp"
 #include "backend/cuda/api_neighbors.hpp"
 #include "backend/cuda/api_points.hpp"
+#include "backend/cuda/api_pooling_grad.hpp"
 #include "backend/cuda/api_resample.hpp"
 #include "backend/cuda/api_rows.hpp"
 #include "backend/cuda/api_sets.hpp"
-#include "backend/cuda/api_conv_grad.hpp"
-#include "backend/cuda/api_features_grad.hpp"
-#include "backend/cuda/api_pooling_grad.hpp"
 #include "backend/cuda/api_train.hpp"
