@@ -13,6 +13,7 @@
 
 #include "backend/cpu/api_points.hpp"
 #include "backend/cpu/coord_hash.hpp"
+#include "backend/cpu/devoxelize_corners.hpp"
 #include "backend/cpu/dispatch.hpp"
 
 namespace lattice::cpu {
@@ -21,31 +22,14 @@ namespace {
 
 constexpr const char* k_op = "devoxelize";
 
-// Logical cells beyond this are outside every key range: treated as absent
-// (and never converted to an integer out of range).
-constexpr double k_cell_limit = 1 << 20;
-
-template <class P>
-struct AxisParams {
-  P origin[3];
-  P denom[3];  // stride * voxel_size, rounded once in P (as voxelize)
-};
-
-template <class P>
-AxisParams<P> axis_params(const ops::DevoxelizeParams& params, Int3 stride) {
-  AxisParams<P> ap{};
-  for (int a = 0; a < 3; ++a) {
-    ap.origin[a] = static_cast<P>(params.origin[a]);
-    ap.denom[a] = static_cast<P>(stride[a]) * static_cast<P>(params.voxel_size[a]);
-  }
-  return ap;
-}
+using devoxel::axis_params;
+using devoxel::AxisParams;
 
 template <class T, class P>
 void devoxelize_impl(const CoordHashTable* table, const Array& feats, const P* pts, const std::int32_t* map,
                      const std::int32_t* batch, std::int64_t n, const AxisParams<P>& ap, bool linear, Array& out) {
   using A = compute_t<T>;
-  using W = std::conditional_t<std::is_same_v<P, double>, double, float>;  // weight precision
+  using W = devoxel::weight_t<P>;  // weight precision
   const std::int64_t c = feats.dim(1);
   const T* x = feats.data<T>();
   T* y = out.data<T>();
@@ -58,45 +42,15 @@ void devoxelize_impl(const CoordHashTable* table, const Array& feats, const P* p
       if (map != nullptr) {
         row = map[i];
       } else {
-        std::int64_t cell[3];
-        bool inside = true;
-        for (int a = 0; a < 3; ++a) {
-          const P f = std::floor((pts[3 * i + a] - ap.origin[a]) / ap.denom[a]);
-          inside = inside && std::abs(static_cast<double>(f)) < k_cell_limit;
-          cell[a] = inside ? static_cast<std::int64_t>(f) : 0;
-        }
-        if (inside) row = lookup(*table, b, cell[0], cell[1], cell[2]);
+        row = devoxel::nearest_row(*table, pts + 3 * i, b, ap);
       }
       for (std::int64_t j = 0; j < c; ++j) dst[j] = row >= 0 ? x[std::int64_t{row} * c + j] : store<T>(0.0f);
       continue;
     }
     // linear: centres sit at L + 0.5, so the lower corner is floor(u - 0.5).
-    std::int64_t lo[3];
-    W w_lo[3], w_hi[3];
-    bool inside = true;
-    for (int a = 0; a < 3; ++a) {
-      // u in P (voxelize's rule), then u - 0.5 exactly, in double: in float32
-      // the subtraction can round across an integer and pick other corners.
-      const double t = static_cast<double>((pts[3 * i + a] - ap.origin[a]) / ap.denom[a]) - 0.5;
-      const double f = std::floor(t);
-      inside = inside && std::abs(static_cast<double>(f)) < k_cell_limit;
-      lo[a] = inside ? static_cast<std::int64_t>(f) : 0;
-      // Both weights straight from t (one rounding each): 1 - (t - f) would
-      // round a tiny lower weight to 0 when t is just below an integer.
-      w_lo[a] = static_cast<W>((f + 1) - t);
-      w_hi[a] = static_cast<W>(t - f);
-    }
     std::int32_t rows[8];
     W weights[8];
-    W total = 0;
-    for (int k = 0; k < 8; ++k) {
-      const int d[3] = {(k >> 2) & 1, (k >> 1) & 1, k & 1};
-      rows[k] = inside ? lookup(*table, b, lo[0] + d[0], lo[1] + d[1], lo[2] + d[2]) : -1;
-      W w = 1;
-      for (int a = 0; a < 3; ++a) w *= d[a] ? w_hi[a] : w_lo[a];
-      weights[k] = rows[k] >= 0 ? w : W(0);
-      total += weights[k];
-    }
+    const W total = devoxel::linear_corners(*table, pts + 3 * i, b, ap, rows, weights);
     for (std::int64_t j = 0; j < c; ++j) {
       A acc = 0;
       if (total > W(0)) {

@@ -12,6 +12,7 @@
 
 #include "backend/cpu/api.hpp"
 #include "backend/cpu/coord_hash.hpp"
+#include "backend/cpu/devoxelize_corners.hpp"
 #include "backend/cpu/dispatch.hpp"
 #include "relation/coord_key.hpp"
 
@@ -222,57 +223,24 @@ void upsample_backward_typed(const CoordinateSet& coarse, const CoordinateSet& f
 
 // ---- devoxelize: the forward's corners and weights (points_cpu.cpp), bit for bit.
 
-constexpr double k_cell_limit = 1 << 20;  // as the forward: farther cells are absent
-
 // Up to 8 (voxel row, coefficient) pairs of one point, in corner order (z
 // fastest); coefficient = w_k / total in the compute type A, so that
-// dx[row_k] += coef_k * dy[point].
+// dx[row_k] += coef_k * dy[point]. Same geometry as the forward.
 template <class A, class P>
 int point_corners(const CoordHashTable* table, const P* p, const std::int32_t* map, const std::int32_t* batch,
-                  std::int64_t i, const P origin[3], const P denom[3], bool linear, std::int32_t rows[8], A coef[8]) {
-  using W = std::conditional_t<std::is_same_v<P, double>, double, float>;
+                  std::int64_t i, const devoxel::AxisParams<P>& ap, bool linear, std::int32_t rows[8], A coef[8]) {
+  using W = devoxel::weight_t<P>;
   const std::int64_t b = batch != nullptr ? batch[i] : 0;
   if (!linear) {
-    std::int32_t row = -1;
-    if (map != nullptr) {
-      row = map[i];
-    } else {
-      std::int64_t cell[3];
-      bool inside = true;
-      for (int a = 0; a < 3; ++a) {
-        const P f = std::floor((p[3 * i + a] - origin[a]) / denom[a]);
-        inside = inside && std::abs(static_cast<double>(f)) < k_cell_limit;
-        cell[a] = inside ? static_cast<std::int64_t>(f) : 0;
-      }
-      if (inside) row = lookup(*table, b, cell[0], cell[1], cell[2]);
-    }
+    const std::int32_t row = map != nullptr ? map[i] : devoxel::nearest_row(*table, p + 3 * i, b, ap);
     if (row < 0) return 0;
     rows[0] = row;
     coef[0] = A{1};
     return 1;
   }
-  std::int64_t lo[3];
-  W w_lo[3], w_hi[3];
-  bool inside = true;
-  for (int a = 0; a < 3; ++a) {
-    const double t = static_cast<double>((p[3 * i + a] - origin[a]) / denom[a]) - 0.5;
-    const double f = std::floor(t);
-    inside = inside && std::abs(f) < k_cell_limit;
-    lo[a] = inside ? static_cast<std::int64_t>(f) : 0;
-    w_lo[a] = static_cast<W>((f + 1) - t);
-    w_hi[a] = static_cast<W>(t - f);
-  }
   std::int32_t r8[8];
   W w8[8];
-  W total = 0;
-  for (int k = 0; k < 8; ++k) {
-    const int d[3] = {(k >> 2) & 1, (k >> 1) & 1, k & 1};
-    r8[k] = inside ? lookup(*table, b, lo[0] + d[0], lo[1] + d[1], lo[2] + d[2]) : -1;
-    W w = 1;
-    for (int a = 0; a < 3; ++a) w *= d[a] ? w_hi[a] : w_lo[a];
-    w8[k] = r8[k] >= 0 ? w : W(0);
-    total += w8[k];
-  }
+  const W total = devoxel::linear_corners(*table, p + 3 * i, b, ap, r8, w8);
   if (!(total > W(0))) return 0;
   int n = 0;
   for (int k = 0; k < 8; ++k) {
@@ -290,11 +258,7 @@ void devoxelize_backward_typed(const CoordinateSet& set, const P* pts, const Arr
   using A = compute_t<T>;
   const bool linear = params.interpolation == ops::Interpolation::linear;
   const CoordHashTable* table = (linear || map == nullptr) ? &coord_index(set, "devoxelize_backward") : nullptr;
-  P origin[3], denom[3];
-  for (int a = 0; a < 3; ++a) {
-    origin[a] = static_cast<P>(params.origin[a]);
-    denom[a] = static_cast<P>(set.stride()[a]) * static_cast<P>(params.voxel_size[a]);
-  }
+  const devoxel::AxisParams<P> ap = devoxel::axis_params<P>(params, set.stride());
   const std::int64_t n = dy.dim(0), c = dy.dim(1), m = dx.dim(0);
   const T* g = dy.data<T>();
   // Serial over points: each voxel receives its points' terms in point order,
@@ -303,7 +267,7 @@ void devoxelize_backward_typed(const CoordinateSet& set, const P* pts, const Arr
   for (std::int64_t i = 0; i < n; ++i) {
     std::int32_t rows[8];
     A coef[8];
-    const int k = point_corners<A, P>(table, pts, map, batch, i, origin, denom, linear, rows, coef);
+    const int k = point_corners<A, P>(table, pts, map, batch, i, ap, linear, rows, coef);
     for (int q = 0; q < k; ++q) {
       A* dst = acc.data() + std::int64_t{rows[q]} * c;
       for (std::int64_t j = 0; j < c; ++j) dst[j] += coef[q] * load(g[i * c + j]);
