@@ -14,6 +14,7 @@
 #include "backend/cpu/coord_hash.hpp"
 #include "backend/cpu/devoxelize_corners.hpp"
 #include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/trilinear_axis.hpp"
 #include "relation/coord_key.hpp"
 
 namespace lattice::cpu {
@@ -138,20 +139,6 @@ void global_backward_typed(const Array& coords, std::int64_t rows, const Array& 
     }
   }
   std::fill(out + rows * c, out + dx.dim(0) * c, store<T>(0.0f));
-}
-
-// One axis of the forward's rule (resample_cpu.cpp): the coarse u with
-// |f - u r| < r, weights 1 - |f - u r| / r, lower candidate first.
-template <class A>
-int axis_candidates(std::int64_t f, int r, std::int64_t u[2], A w[2]) {
-  const std::int64_t lo = detail::floor_div(static_cast<std::int32_t>(f), r);
-  const std::int64_t d = f - lo * r;
-  u[0] = lo;
-  w[0] = static_cast<A>(r - d) / static_cast<A>(r);
-  if (d == 0) return 1;
-  u[1] = lo + 1;
-  w[1] = static_cast<A>(d) / static_cast<A>(r);
-  return 2;
 }
 
 // The forward's normaliser W(f) and the weight of coarse (ux, uy, uz) in it,

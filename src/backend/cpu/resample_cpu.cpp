@@ -6,6 +6,7 @@
 #include "backend/cpu/api.hpp"
 #include "backend/cpu/coord_hash.hpp"
 #include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/trilinear_axis.hpp"
 #include "lattice/core/error.hpp"
 #include "relation/coord_key.hpp"
 
@@ -87,21 +88,6 @@ Array upsample_children(const CoordinateSet& coarse, Int3 ratio, Int3 fine_strid
 }
 
 namespace {
-
-// The (at most two) coarse logical coordinates u with |f - u r| < r on one
-// axis, with their weights 1 - |f - u r| / r: u = floor(f / r) and, when r
-// does not divide f, also u + 1.
-template <class A>
-int axis_candidates(std::int64_t f, int r, std::int64_t u[2], A w[2]) {
-  const std::int64_t lo = detail::floor_div(static_cast<std::int32_t>(f), r);
-  const std::int64_t d = f - lo * r;  // in [0, r)
-  u[0] = lo;
-  w[0] = static_cast<A>(r - d) / static_cast<A>(r);
-  if (d == 0) return 1;
-  u[1] = lo + 1;
-  w[1] = static_cast<A>(d) / static_cast<A>(r);
-  return 2;
-}
 
 template <class T>
 void upsample_typed(const CoordinateSet& coarse, const Array& feats, const CoordinateSet& fine, Int3 ratio, Array& out,
