@@ -5,6 +5,8 @@
 #include <optional>
 
 #include "lattice/core/sparse_tensor.hpp"
+#include "lattice/ops/conv.hpp"  // TargetCoords
+#include "lattice/ops/voxelize.hpp"
 
 namespace lattice::ops::detail {
 
@@ -15,6 +17,18 @@ void check_same_key(const SparseTensor& a, const SparseTensor& b, const char* op
 // An optional (C,) vector in `dtype` on `device`.
 void check_vector(const std::optional<Array>& v, std::int64_t c, DType dtype, Device device, const char* op,
                   const char* arg);
+
+// devoxelize's argument checks under `op` (the forward and its VJP): shapes,
+// dtypes, devices, geometry, and on the CPU the values (finite points, map
+// entries, batch ids); on CUDA the values are checked by the forward kernel.
+void check_devoxelize_args(const SparseTensor& x, const Array& points, const DevoxelizeParams& params,
+                           const std::optional<Array>& point_voxel_map, const std::optional<Array>& batch_indices,
+                           const char* op);
+
+// An explicit target (tensor, key or coordinate array) as a coordinate set of
+// x's manager at `stride`, checked for device and stride (resample.cpp).
+std::shared_ptr<const CoordinateSet> resolve_resample_target(const SparseTensor& x, const TargetCoords& target,
+                                                             Int3 stride, const char* op, const char* arg);
 
 class Stopwatch {
  public:

@@ -17,7 +17,7 @@ namespace {
 
 constexpr const char* k_op = "devoxelize";
 
-void check_geometry(const DevoxelizeParams& params) {
+void check_geometry(const DevoxelizeParams& params, const char* k_op) {
   for (int a = 0; a < 3; ++a) {
     check(std::isfinite(params.voxel_size[a]) && params.voxel_size[a] > 0, k_op, "voxel_size",
           "must be finite and positive on every axis, got (", params.voxel_size.x, ", ", params.voxel_size.y, ", ",
@@ -31,7 +31,7 @@ void check_geometry(const DevoxelizeParams& params) {
 }
 
 template <class P>
-void check_finite_points(const P* p, std::int64_t n) {
+void check_finite_points(const P* p, std::int64_t n, const char* k_op) {
   for (std::int64_t i = 0; i < 3 * n; ++i) {
     check(std::isfinite(p[i]), k_op, "points", "point ", i / 3, " has a non-finite coordinate ", p[i], " on axis ",
           "xyz"[i % 3]);
@@ -40,8 +40,11 @@ void check_finite_points(const P* p, std::int64_t n) {
 
 }  // namespace
 
-Array devoxelize(const SparseTensor& x, const Array& points, const DevoxelizeParams& params,
-                 const std::optional<Array>& point_voxel_map, const std::optional<Array>& batch_indices) {
+namespace detail {
+
+void check_devoxelize_args(const SparseTensor& x, const Array& points, const DevoxelizeParams& params,
+                           const std::optional<Array>& point_voxel_map, const std::optional<Array>& batch_indices,
+                           const char* k_op) {
   detail::check_input(x, k_op);
   const Device device = x.device();
   check(points.defined(), k_op, "points", "undefined array");
@@ -52,7 +55,7 @@ Array devoxelize(const SparseTensor& x, const Array& points, const DevoxelizePar
                      device.str());
   const std::int64_t n = points.dim(0);
   check(n <= (std::int64_t{1} << 31) - 1, k_op, "points", n, " points exceed int32 row indices");
-  check_geometry(params);
+  check_geometry(params, k_op);
   if (point_voxel_map) {
     const Array& map = *point_voxel_map;
     check(map.defined(), k_op, "point_voxel_map", "undefined array");
@@ -75,9 +78,9 @@ Array devoxelize(const SparseTensor& x, const Array& points, const DevoxelizePar
   }
   if (device.is_cpu()) {
     if (points.dtype() == DType::f32) {
-      check_finite_points(points.data<float>(), n);
+      check_finite_points(points.data<float>(), n, k_op);
     } else {
-      check_finite_points(points.data<double>(), n);
+      check_finite_points(points.data<double>(), n, k_op);
     }
     if (point_voxel_map) {
       const std::int64_t rows = x.rows();
@@ -95,7 +98,15 @@ Array devoxelize(const SparseTensor& x, const Array& points, const DevoxelizePar
       }
     }
   }
+}
 
+}  // namespace detail
+
+Array devoxelize(const SparseTensor& x, const Array& points, const DevoxelizeParams& params,
+                 const std::optional<Array>& point_voxel_map, const std::optional<Array>& batch_indices) {
+  detail::check_devoxelize_args(x, points, params, point_voxel_map, batch_indices, k_op);
+  const Device device = x.device();
+  const std::int64_t n = points.dim(0);
   detail::OpTrace trace(device);
   Array out = Array::empty(Shape{n, x.channels()}, x.dtype(), device);
   if (n > 0 && x.channels() > 0) {

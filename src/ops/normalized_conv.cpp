@@ -19,12 +19,6 @@
 
 namespace lattice::ops {
 
-namespace detail {
-// Defined in resample.cpp: the target as a set of x's manager at `stride`.
-std::shared_ptr<const CoordinateSet> resolve_resample_target(const SparseTensor& x, const TargetCoords& target,
-                                                             Int3 stride, const char* op, const char* arg);
-}  // namespace detail
-
 namespace {
 
 // The two products: conv(features, weights, target) with the plain op.

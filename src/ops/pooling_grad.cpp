@@ -15,19 +15,7 @@
 
 namespace lattice::ops {
 
-namespace detail {
-std::shared_ptr<const CoordinateSet> resolve_resample_target(const SparseTensor& x, const TargetCoords& target,
-                                                             Int3 stride, const char* op, const char* arg);
-}  // namespace detail
-
 namespace {
-
-// The forward's message under the backward's name ("[devoxelize] ..." -> "[op] ...").
-std::string rename(std::string what, const char* op) {
-  const std::string prefix = "[devoxelize]";
-  if (what.starts_with(prefix)) what = std::string("[") + op + "]" + what.substr(prefix.size());
-  return what;
-}
 
 void check_pool_mode(PoolMode mode, const char* op) {
   check(mode == PoolMode::sum || mode == PoolMode::max || mode == PoolMode::avg, op, "mode", "unknown pooling mode ",
@@ -179,15 +167,13 @@ SparseTensor devoxelize_backward(const SparseTensor& x, const Array& points, con
   const std::int64_t n = points.defined() && points.ndim() == 2 ? points.dim(0) : -1;
   check(dy.ndim() == 2 && dy.dim(1) == x.channels() && (n < 0 || dy.dim(0) == n), op, "dy", "must have shape (", n,
         ", ", x.channels(), "), got ", dy.shape().str());
-  // Same checks as the forward (points, geometry, map, batch ids), under this op's name.
-  try {
+  // The forward's checks (points, geometry, map, batch ids) under this op's name.
+  detail::check_devoxelize_args(x, points, params, point_voxel_map, batch_indices, op);
+  if (!x.device().is_cpu()) {
+    // Device-side values (non-finite points, map entries, batch ids) are
+    // checked by the forward's kernel (sticky errors naming devoxelize); the
+    // backward kernel has no checks of its own, so run it once for them.
     (void)devoxelize(x, points, params, point_voxel_map, batch_indices);
-  } catch (const ValueError& e) {
-    throw ValueError(rename(e.what(), op));
-  } catch (const TypeError& e) {
-    throw TypeError(rename(e.what(), op));
-  } catch (const DeviceError& e) {
-    throw DeviceError(rename(e.what(), op));
   }
   Array dx = Array::empty(Shape{x.capacity(), x.channels()}, x.dtype(), x.device());
   if (x.device().is_cpu()) {

@@ -15,9 +15,7 @@ namespace lattice::ops {
 
 namespace detail {
 
-// The target as a coordinate set of x's manager at `stride`, checked for
-// device and stride. (conv.cpp has the same resolution for convolutions, but
-// private; this copy also serves normalized_conv.cpp, which declares it.)
+// Declared in ops/common.hpp (also used by normalized_conv.cpp, pooling_grad.cpp).
 std::shared_ptr<const CoordinateSet> resolve_resample_target(const SparseTensor& x, const TargetCoords& target,
                                                              Int3 stride, const char* op, const char* arg) {
   const auto& v = target.value();
