@@ -5,6 +5,7 @@
 #include "lattice/core/array.hpp"
 #include "lattice/core/backend_info.hpp"
 #include "lattice/core/coordinates.hpp"
+#include "lattice/core/determinism.hpp"
 #include "lattice/core/device.hpp"
 #include "lattice/core/dtype.hpp"
 #include "lattice/core/error.hpp"

@@ -2,7 +2,8 @@
 // relation (normally cached by the forward) -> run the backend gradients.
 //
 //   dx = sum over x's edges of dy[o] W[k]^T  (CPU: per-offset gather-GEMM-add;
-//        CUDA: a gather over the input CSR; neither scatters many-to-one)
+//        CUDA: the forward's implicit-GEMM kernels over the reversed map;
+//        neither scatters many-to-one)
 //   dW = per-offset x^T dy over the kernel CSR (acc dtype, cast at the end)
 //   db = column sums of dy over the output's active rows
 //
@@ -161,7 +162,8 @@ Array input_grad(const Relation* rel, const SparseTensor& x, const Array& g, con
   if (x.device().is_cpu()) {
     rel ? cpu::conv_input_grad(*rel, g, w_km, dx) : cpu::pointwise_input_grad(g, x.rows(), w_km, dx);
   } else {
-    rel ? cuda::conv_input_grad(*rel, g, w_km, dx) : cuda::pointwise_input_grad(g, x.active_rows(), w_km, dx);
+    rel ? cuda::conv_input_grad(*rel, g, w_km, x.active_rows(), dx)
+        : cuda::pointwise_input_grad(g, x.active_rows(), w_km, dx);
   }
   return dx;
 }

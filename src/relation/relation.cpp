@@ -85,6 +85,14 @@ const ImplicitGemmMap& Relation::implicit_gemm_map() const {
   return *igemm_;
 }
 
+const InputGemmMap& Relation::input_gemm_map() const {
+  std::lock_guard lock(views_mutex_);
+  if (!input_igemm_) {
+    input_igemm_ = device().is_cpu() ? cpu::build_input_gemm_map(*this) : cuda::build_input_gemm_map(*this);
+  }
+  return *input_igemm_;
+}
+
 const SortedImplicitGemmMap& Relation::sorted_implicit_gemm_map(int tile_rows) const {
   check(tile_rows >= 1 && tile_rows <= 4096, "sorted_implicit_gemm_map", "tile_rows", "must be in [1, 4096], got ",
         tile_rows);
@@ -112,6 +120,7 @@ std::size_t Relation::bytes() const {
   if (input_csr_) n += input_csr_->offsets.nbytes() + input_csr_->edge_ids.nbytes();
   if (kernel_csr_) n += kernel_csr_->offsets.nbytes() + kernel_csr_->edge_ids.nbytes();
   if (igemm_) n += igemm_->out_in_map.nbytes() + igemm_->masks.nbytes();
+  if (input_igemm_) n += input_igemm_->in_out_map.nbytes() + input_igemm_->masks.nbytes();
   for (const auto& [t, v] : sorted_igemm_) {
     n += v.perm.nbytes() + v.sorted_map.nbytes() + v.sorted_map_kt.nbytes() + v.tile_masks.nbytes();
   }

@@ -96,6 +96,29 @@ TEST_P(Views, ConsistentWithEdges) {
         map[static_cast<std::size_t>(out_rows[static_cast<std::size_t>(e)] * volume + ks[static_cast<std::size_t>(e)])],
         in_rows[static_cast<std::size_t>(e)]);
 
+  // Input-side map: every edge at (in row, offset), nothing else; for a
+  // submanifold relation, the forward map with the offsets mirrored.
+  const InputGemmMap& im = rel.input_gemm_map();
+  const auto imap = im.in_out_map.to_vector<std::int32_t>();
+  const auto imasks = im.masks.to_vector<std::uint32_t>();
+  ASSERT_EQ(im.in_out_map.dim(0), rel.input_capacity());
+  std::int64_t in_present = 0;
+  for (std::int64_t i = 0; i < n_in; ++i)
+    for (std::int64_t kk = 0; kk < volume; ++kk) {
+      const std::int32_t o = imap[static_cast<std::size_t>(i * volume + kk)];
+      const bool bit = (imasks[static_cast<std::size_t>(i * im.mask_words + kk / 32)] >> (kk % 32)) & 1u;
+      ASSERT_EQ(bit, o >= 0);
+      in_present += o >= 0;
+      if (kind == RelationKind::submanifold && k % 2 == 1)
+        ASSERT_EQ(o, map[static_cast<std::size_t>(i * volume + volume - 1 - kk)]);
+    }
+  EXPECT_EQ(in_present, ne);
+  for (std::int64_t e = 0; e < ne; ++e)
+    ASSERT_EQ(
+        imap[static_cast<std::size_t>(in_rows[static_cast<std::size_t>(e)] * volume + ks[static_cast<std::size_t>(e)])],
+        out_rows[static_cast<std::size_t>(e)]);
+  EXPECT_EQ(&rel.input_gemm_map(), &im);
+
   // Sorted map: a permutation, equal masks adjacent, tile OR-masks cover their rows.
   const int tile = 16;
   const SortedImplicitGemmMap& s = rel.sorted_implicit_gemm_map(tile);

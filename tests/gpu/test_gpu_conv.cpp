@@ -261,6 +261,10 @@ TEST_P(GpuRelation, EdgesAndViewsEqualTheCpu) {
             head<std::int32_t>(rc->implicit_gemm_map().out_in_map, no * volume));
   EXPECT_EQ(head<std::uint32_t>(rg->implicit_gemm_map().masks, no * words),
             head<std::uint32_t>(rc->implicit_gemm_map().masks, no * words));
+  EXPECT_EQ(head<std::int32_t>(rg->input_gemm_map().in_out_map, n * volume),
+            head<std::int32_t>(rc->input_gemm_map().in_out_map, n * volume));
+  EXPECT_EQ(head<std::uint32_t>(rg->input_gemm_map().masks, n * words),
+            head<std::uint32_t>(rc->input_gemm_map().masks, n * words));
   const auto& sg = rg->sorted_implicit_gemm_map(64);
   const auto& sc = rc->sorted_implicit_gemm_map(64);
   EXPECT_EQ(head<std::int32_t>(sg.perm, no), head<std::int32_t>(sc.perm, no));

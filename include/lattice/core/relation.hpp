@@ -76,6 +76,17 @@ struct ImplicitGemmMap {
   int mask_words = 1;
 };
 
+// Input-side implicit-GEMM map, for the input gradient: in_out_map
+// (in_capacity, K) int32, the output row that input row i feeds through offset
+// k, or -1; masks as ImplicitGemmMap's, over input rows. Well defined for every
+// convolution relation: an input coordinate and an offset determine the output
+// coordinate, and coordinates are unique within a set.
+struct InputGemmMap {
+  Array in_out_map;
+  Array masks;
+  int mask_words = 1;
+};
+
 // Sorted implicit-GEMM map: output rows reordered so that rows with equal
 // occupancy masks are adjacent (stable: ties keep output order).
 //  perm:          (out_capacity) int32, sorted position j holds output row perm[j]
@@ -130,6 +141,7 @@ class Relation {
   const KernelCsr& kernel_csr() const;
   const ImplicitGemmMap& implicit_gemm_map() const;
   const SortedImplicitGemmMap& sorted_implicit_gemm_map(int tile_rows = 64) const;
+  const InputGemmMap& input_gemm_map() const;
 
   // Host-facing: the kernel CSR offsets (K + 1) on the host, read from the
   // device once and cached (for routes that size work on the host).
@@ -160,6 +172,7 @@ class Relation {
   mutable std::optional<InputCsr> input_csr_;
   mutable std::optional<KernelCsr> kernel_csr_;
   mutable std::optional<ImplicitGemmMap> igemm_;
+  mutable std::optional<InputGemmMap> input_igemm_;
   mutable std::map<int, SortedImplicitGemmMap> sorted_igemm_;  // by tile_rows
   mutable std::optional<std::vector<std::int32_t>> host_kernel_offsets_;
 };

@@ -34,6 +34,7 @@ std::string_view route_name(ConvRoute route);
 // the first convolution of each new shape times the candidates once -- a
 // host-facing step that waits for the device -- and caches the fastest; later
 // calls reuse the choice without waiting. Off, a fixed table decides.
+// Deterministic mode (lattice/core/determinism.hpp) overrides it: the table.
 void set_conv_autotune(bool enabled);
 bool conv_autotune();
 

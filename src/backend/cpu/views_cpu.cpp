@@ -82,6 +82,25 @@ ImplicitGemmMap build_implicit_gemm_map(const Relation& rel) {
   return v;
 }
 
+InputGemmMap build_input_gemm_map(const Relation& rel) {
+  const EdgeArrays e = edges_of(rel);
+  const std::int64_t cap = rel.input_capacity();
+  const std::int64_t volume = rel.volume();
+  InputGemmMap v;
+  v.mask_words = static_cast<int>((volume + 31) / 32);
+  v.in_out_map = Array::full(Shape{cap, volume}, DType::i32, -1, Device::cpu());
+  v.masks = Array::zeros(Shape{cap, v.mask_words}, DType::u32, Device::cpu());
+  std::int32_t* map = v.in_out_map.data<std::int32_t>();
+  std::uint32_t* masks = v.masks.data<std::uint32_t>();
+  for (std::int64_t j = 0; j < e.n; ++j) {
+    const std::int64_t i = e.in_rows[j];
+    const std::int32_t k = e.kernel_ids[j];
+    map[i * volume + k] = e.out_rows[j];
+    masks[i * v.mask_words + k / 32] |= 1u << (k % 32);
+  }
+  return v;
+}
+
 SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int tile_rows) {
   const ImplicitGemmMap& base = rel.implicit_gemm_map();
   const std::int64_t cap = out_capacity(rel);

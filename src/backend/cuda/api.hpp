@@ -68,6 +68,7 @@ OutputCsr build_output_csr(const Relation& rel);
 InputCsr build_input_csr(const Relation& rel);
 KernelCsr build_kernel_csr(const Relation& rel);
 ImplicitGemmMap build_implicit_gemm_map(const Relation& rel);
+InputGemmMap build_input_gemm_map(const Relation& rel);
 SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation& rel, int tile_rows);
 
 // ---- convolution (conv.cu, conv_igemm*.cu) --------------------------------------

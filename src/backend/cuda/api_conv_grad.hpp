@@ -9,7 +9,8 @@
 
 namespace lattice::cuda {
 
-void conv_input_grad(const Relation& rel, const Array& dy, const Array& weight_km, Array& dx);
+// in_count: int32 device scalar, the input set's active rows.
+void conv_input_grad(const Relation& rel, const Array& dy, const Array& weight_km, const Array& in_count, Array& dx);
 void conv_weight_grad(const Relation& rel, const Array& x, const Array& dy, Array& dw);
 // `rows`: int32 device scalar, the active row count (identity relation).
 void pointwise_input_grad(const Array& dy, const Array& rows, const Array& weight_km, Array& dx);

@@ -23,6 +23,7 @@
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/conv_epilogue.cuh"
 #include "backend/cuda/tuning/conv_routes.hpp"
+#include "lattice/core/determinism.hpp"
 
 namespace lattice::cuda {
 
@@ -222,6 +223,7 @@ TuneKey tune_key(const ConvLaunch& p, bool sorted, bool tf32, int device, std::i
 }
 
 int choose_config(const ConvLaunch& p, bool sorted, bool tf32, int device, std::int64_t stride) {
+  if (lattice::deterministic()) return -1;  // the fixed table, never a timed choice
   const TuneKey key = tune_key(p, sorted, tf32, device, stride);
   {
     std::lock_guard lock(g_tune_mutex);
@@ -236,7 +238,7 @@ ops::ConvRoute run_implicit(const Relation& rel, ConvLaunch p, bool sorted, bool
   const int device = rel.device().index;
   const std::int64_t stride = rel.output()->stride().product();
   int config = mma ? choose_config(p, sorted, tf32, device, stride) : -1;
-  const bool tuning = mma && config < 0 && ops::conv_autotune();
+  const bool tuning = mma && config < 0 && ops::conv_autotune() && !lattice::deterministic();
   if (mma && config < 0) config = tuning::mma_config(p.cin, p.cout, p.rows_cap);
   if (sorted) {
     // One sorted map per relation: 64-row tile masks, ORed by taller CTAs.

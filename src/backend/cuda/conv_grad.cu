@@ -2,10 +2,12 @@
 // summation order -- no atomics, bitwise identical run to run -- and bounds
 // its work by device-side counts (no host reads).
 //
-//   input grad   one thread per (input row i, input channel ci): walks i's
-//                edges in the input CSR (ascending edge id) and sums
-//                dy[o, :] . W[k, ci, :] (W pre-transposed for coalescing).
-//   weight grad  grid (C_out tiles, C_in tiles, K * S): block (k, s) takes the
+//   input grad   dx = conv(dy, W^T) run backwards through the forward's own
+//                kernels (tensor-core implicit GEMM, SIMT otherwise): over the
+//                forward's sorted map with mirrored offsets for submanifold
+//                relations, else over the relation's input-side map.
+//   weight grad  tensor cores (conv_wgrad_mma.cu) for 16-byte rows; else the
+//                SIMT kernel below: grid (C_out tiles, C_in tiles, K * S): block (k, s) takes the
 //                s-th of S equal slices of offset k's edges (kernel CSR), stages
 //                16 edges at a time of x[i] and dy[o] in shared memory and
 //                accumulates a 16x16 tile of x^T dy in registers. The S
@@ -18,7 +20,9 @@
 #include <cstdint>
 
 #include "backend/cuda/api.hpp"
+#include "backend/cuda/conv_kernels.hpp"
 #include "backend/cuda/device/common.cuh"
+#include "backend/cuda/tuning/conv_routes.hpp"
 
 namespace lattice::cuda {
 
@@ -39,65 +43,37 @@ cudaStream_t prepare(Device device) {
 
 // ---- input gradient ------------------------------------------------------------------
 
-// w: W^T as (K, C_out, C_in), so neighbouring threads (neighbouring ci) read
-// neighbouring weights. offsets == null: the identity over rows [0, *rows) with W[0].
+// (K, C_in, C_out) -> (K, C_out, C_in), offsets reversed when `mirror` (a
+// centred odd kernel: offset K-1-k is the negation of offset k).
 template <class T>
-__global__ void input_grad_kernel(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
-                                  const std::int32_t* __restrict__ offsets, const std::int32_t* __restrict__ eids,
-                                  const std::int32_t* __restrict__ out_rows, const std::int32_t* __restrict__ kids,
-                                  const std::int32_t* __restrict__ rows, std::int64_t n_in, std::int64_t cin,
-                                  std::int64_t cout) {
-  using A = compute_t<T>;
-  const std::int64_t n_identity = offsets == nullptr ? read_count(rows, n_in) : 0;
-  LATTICE_GRID_LOOP(idx, n_in * cin) {
-    const std::int64_t i = idx / cin;
-    const std::int64_t ci = idx - i * cin;
-    A acc = 0;
-    auto add_edge = [&](std::int64_t o, std::int64_t k) {
-      const T* go = dy + o * cout;
-      const T* wt = w + k * cout * cin + ci;  // W^T[k, :, ci], stride C_in
-      A s = 0;
-      for (std::int64_t co = 0; co < cout; ++co) s += load(go[co]) * load(wt[co * cin]);
-      acc += s;
-    };
-    if (offsets != nullptr) {
-      for (std::int32_t e = offsets[i]; e < offsets[i + 1]; ++e) add_edge(out_rows[eids[e]], kids[eids[e]]);
-    } else if (i < n_identity) {
-      add_edge(i, 0);
-    }
-    dx[idx] = store<T>(acc);
-  }
-}
-
-// (K, C_in, C_out) -> (K, C_out, C_in).
-template <class T>
-__global__ void transpose_weight_kernel(const T* __restrict__ w, T* __restrict__ wt, std::int64_t cin,
-                                        std::int64_t cout, std::int64_t n) {
-  LATTICE_GRID_LOOP(i, n) {
+__global__ void transpose_weight_kernel(const T* __restrict__ w, T* __restrict__ wt, std::int64_t volume,
+                                        std::int64_t cin, std::int64_t cout, bool mirror) {
+  LATTICE_GRID_LOOP(i, volume * cin * cout) {
     const std::int64_t ci = i % cin;
     const std::int64_t co = (i / cin) % cout;
     const std::int64_t k = i / (cin * cout);
-    wt[i] = w[(k * cin + ci) * cout + co];
+    const std::int64_t src_k = mirror ? volume - 1 - k : k;
+    wt[i] = w[(src_k * cin + ci) * cout + co];
   }
 }
 
-template <class T>
-void launch_input_grad(const Array& dy, const Array& w_km, Array& dx, const std::int32_t* offsets,
-                       const std::int32_t* eids, const std::int32_t* out_rows, const std::int32_t* kids,
-                       const std::int32_t* rows, cudaStream_t stream) {
-  const std::int64_t n = dx.numel();
-  if (n == 0) return;
-  const std::int64_t nw = w_km.numel();
-  Array w = Array::empty(Shape{w_km.dim(0), w_km.dim(2), w_km.dim(1)}, w_km.dtype(), w_km.device());
-  if (nw > 0) {
-    transpose_weight_kernel<T><<<grid_for(nw, k_threads), k_threads, 0, stream>>>(ptr<const T>(w_km), ptr<T>(w),
-                                                                                  w_km.dim(1), w_km.dim(2), nw);
+Array transposed_weight(const Array& w_km, bool mirror, cudaStream_t stream) {
+  Array wt = Array::empty(Shape{w_km.dim(0), w_km.dim(2), w_km.dim(1)}, w_km.dtype(), w_km.device());
+  const std::int64_t n = w_km.numel();
+  if (n == 0) return wt;
+  visit_float_device(w_km.dtype(), [&]<class T>() {
+    transpose_weight_kernel<T><<<grid_for(n, k_threads), k_threads, 0, stream>>>(
+        ptr<const T>(w_km), ptr<T>(wt), w_km.dim(0), w_km.dim(1), w_km.dim(2), mirror);
     LATTICE_CUDA_LAUNCH_CHECK();
-  }
-  input_grad_kernel<T><<<grid_for(n, k_threads), k_threads, 0, stream>>>(ptr<const T>(dy), ptr<const T>(w), ptr<T>(dx),
-                                                                         offsets, eids, out_rows, kids, rows, dx.dim(0),
-                                                                         dx.dim(1), dy.dim(1));
-  LATTICE_CUDA_LAUNCH_CHECK();
+  });
+  return wt;
+}
+
+// A submanifold relation with a centred odd kernel is its own reverse with
+// the offsets mirrored: input row i reaches output o through offset k exactly
+// when o reaches i through K-1-k.
+bool self_reverse(const Relation& rel) {
+  return rel.kind() == RelationKind::submanifold && rel.spec().is_centered_submanifold();
 }
 
 // ---- weight gradient -----------------------------------------------------------------
@@ -179,10 +155,68 @@ int slices_for(std::int64_t volume, std::int64_t cin, std::int64_t cout) {
   return static_cast<int>(s);
 }
 
-void run_weight_grad(const Array& x, const Array& dy, Array& dw, WeightGradArgs a) {
+// (in row, out row) of every edge in kernel-CSR order, for the tensor-core route.
+__global__ void edge_pairs_kernel(const std::int32_t* __restrict__ eids, const std::int32_t* __restrict__ in_rows,
+                                  const std::int32_t* __restrict__ out_rows, const std::int32_t* __restrict__ counts,
+                                  std::int64_t capacity, std::int32_t* __restrict__ pairs) {
+  const std::int64_t n = read_count(counts, capacity);
+  LATTICE_GRID_LOOP(e, n) {
+    const std::int32_t id = eids[e];
+    pairs[2 * e] = in_rows[id];
+    pairs[2 * e + 1] = out_rows[id];
+  }
+}
+
+// Tensor-core route: per-slice float32 partials, then the fixed-order slice sum.
+void run_weight_grad_mma(const Array& x, const Array& dy, Array& dw, const WeightGradArgs& a, const std::int32_t* pairs,
+                         cudaStream_t stream) {
+  WgradLaunch p;
+  p.x = x.raw();
+  p.dy = dy.raw();
+  p.pairs = pairs;
+  p.koff = a.koff;
+  p.rows = a.rows;
+  p.x_capacity = a.x_capacity;
+  p.volume = static_cast<int>(a.volume);
+  p.cin = static_cast<int>(a.cin);
+  p.cout = static_cast<int>(a.cout);
+  p.slices = wgrad_mma_slices(p.volume, p.cin, p.cout);
+  p.dtype = x.dtype();
+  p.stream = stream;
+  const std::int64_t n = dw.numel();
+  Array partial;
+  p.out = ptr<float>(dw);
+  if (p.slices > 1) {
+    partial = Array::empty(Shape{p.slices * n}, DType::f32, dw.device());
+    p.out = ptr<float>(partial);
+  }
+  launch_wgrad_mma(p);
+  if (p.slices > 1) {
+    sum_slices_kernel<float>
+        <<<grid_for(n, k_threads), k_threads, 0, stream>>>(ptr<const float>(partial), ptr<float>(dw), n, p.slices);
+    LATTICE_CUDA_LAUNCH_CHECK();
+  }
+}
+
+void run_weight_grad(const Array& x, const Array& dy, Array& dw, WeightGradArgs a, const Relation* rel = nullptr) {
   const cudaStream_t stream = prepare(x.device());
   const std::int64_t n = dw.numel();
   if (n == 0) return;
+  if (dw.dtype() == DType::f32 && a.cin <= INT32_MAX && a.cout <= INT32_MAX &&
+      wgrad_mma_supported(x.dtype(), static_cast<int>(a.cin), static_cast<int>(a.cout), x.raw(), dy.raw())) {
+    Array pairs;
+    if (rel != nullptr) {
+      pairs = Array::empty(Shape{rel->edge_capacity(), 2}, DType::i32, x.device());
+      if (rel->edge_capacity() > 0) {
+        edge_pairs_kernel<<<grid_for(rel->edge_capacity(), k_threads), k_threads, 0, stream>>>(
+            a.eids, a.in_rows, a.out_rows, ptr<const std::int32_t>(rel->counts()), rel->edge_capacity(),
+            ptr<std::int32_t>(pairs));
+        LATTICE_CUDA_LAUNCH_CHECK();
+      }
+    }
+    run_weight_grad_mma(x, dy, dw, a, rel != nullptr ? ptr<const std::int32_t>(pairs) : nullptr, stream);
+    return;
+  }
   a.slices = slices_for(a.volume, a.cin, a.cout);
   visit_float_device(x.dtype(), [&]<class T>() {
     using A = compute_t<T>;
@@ -275,21 +309,47 @@ __global__ void from_kernel_major_kernel(const T* __restrict__ src, T* __restric
 
 }  // namespace
 
-void conv_input_grad(const Relation& rel, const Array& dy, const Array& weight_km, Array& dx) {
+void conv_input_grad(const Relation& rel, const Array& dy, const Array& weight_km, const Array& in_count, Array& dx) {
   const cudaStream_t stream = prepare(dy.device());
-  const InputCsr& csr = rel.input_csr();
-  visit_float_device(dy.dtype(), [&]<class T>() {
-    launch_input_grad<T>(dy, weight_km, dx, ptr<const std::int32_t>(csr.offsets), ptr<const std::int32_t>(csr.edge_ids),
-                         ptr<const std::int32_t>(rel.out_rows()), ptr<const std::int32_t>(rel.kernel_ids()), nullptr,
-                         stream);
-  });
+  if (dx.numel() == 0) return;
+  // Rows past the input's count (and rows no edge reaches, on the SIMT route) stay zero.
+  LATTICE_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), stream));
+  if (dy.dim(1) == 0) return;
+  const bool mirror = self_reverse(rel);
+  const Array wt = transposed_weight(weight_km, mirror, stream);
+  if (mirror) {
+    // The forward's own (sorted) map and route, run backwards.
+    conv_relation(rel, dy, wt, std::nullopt, dx, ConvOptions{});
+    return;
+  }
+  const InputGemmMap& m = rel.input_gemm_map();
+  ConvLaunch p;
+  p.x = dy.raw();
+  p.w = wt.raw();
+  p.y = dx.raw();
+  p.map = ptr<const std::int32_t>(m.in_out_map);
+  p.masks = ptr<const std::uint32_t>(m.masks);
+  p.words = m.mask_words;
+  p.count = ptr<const std::int32_t>(in_count);
+  p.rows_cap = dx.dim(0);
+  p.cin = static_cast<int>(dy.dim(1));
+  p.cout = static_cast<int>(dx.dim(1));
+  p.volume = static_cast<int>(rel.volume());
+  p.dtype = dy.dtype();
+  p.stream = stream;
+  if (conv_mma_supported(p)) {
+    launch_conv_mma(p, tuning::mma_config(p.cin, p.cout, p.rows_cap), false);
+  } else {
+    launch_conv_simt(p);
+  }
 }
 
 void pointwise_input_grad(const Array& dy, const Array& rows, const Array& weight_km, Array& dx) {
   const cudaStream_t stream = prepare(dy.device());
-  visit_float_device(dy.dtype(), [&]<class T>() {
-    launch_input_grad<T>(dy, weight_km, dx, nullptr, nullptr, nullptr, nullptr, ptr<const std::int32_t>(rows), stream);
-  });
+  if (dx.numel() == 0) return;
+  LATTICE_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), stream));
+  if (dy.dim(1) == 0) return;
+  conv_pointwise(dy, rows, transposed_weight(weight_km, false, stream), std::nullopt, dx, ConvOptions{});
 }
 
 void conv_weight_grad(const Relation& rel, const Array& x, const Array& dy, Array& dw) {
@@ -303,7 +363,7 @@ void conv_weight_grad(const Relation& rel, const Array& x, const Array& dy, Arra
   a.volume = rel.volume();
   a.cin = x.dim(1);
   a.cout = dy.dim(1);
-  run_weight_grad(x, dy, dw, a);
+  run_weight_grad(x, dy, dw, a, &rel);
 }
 
 void pointwise_weight_grad(const Array& x, const Array& dy, const Array& rows, Array& dw) {

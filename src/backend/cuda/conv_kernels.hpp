@@ -47,4 +47,24 @@ void launch_conv_mma(const ConvLaunch& p, int tile_config, bool allow_tf32);
 int conv_mma_tile_rows(int tile_config);
 int conv_mma_configs();
 
+// Weight gradient on the tensor cores (conv_wgrad_mma.cu): per-slice partials
+// out[s][k] = sum over slice s of offset k's edges of x[in]^T dy[out].
+struct WgradLaunch {
+  const void* x = nullptr;              // (N_in, C_in)
+  const void* dy = nullptr;             // (N_out, C_out)
+  float* out = nullptr;                 // (slices, K, C_in, C_out) float32 partials
+  const std::int32_t* pairs = nullptr;  // (edges, 2) (in row, out row) in kernel-CSR order; null: identity
+  const std::int32_t* koff = nullptr;   // (K + 1) kernel-CSR offsets; null: identity over [0, *rows)
+  const std::int32_t* rows = nullptr;   // device: active rows of the identity
+  std::int64_t x_capacity = 0;
+  int volume = 1, cin = 0, cout = 0, slices = 1;
+  DType dtype = DType::f32;
+  cudaStream_t stream = nullptr;
+};
+// float16 / bfloat16 / float32 with 16-byte rows and 16-byte aligned buffers.
+bool wgrad_mma_supported(DType dtype, int cin, int cout, const void* x, const void* dy);
+// Edge slices per offset for a shape (a function of the shape only).
+int wgrad_mma_slices(int volume, int cin, int cout);
+void launch_wgrad_mma(const WgradLaunch& p);
+
 }  // namespace lattice::cuda

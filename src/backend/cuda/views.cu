@@ -67,6 +67,13 @@ __global__ void k_scatter_map(EdgeView ev, int volume, std::int32_t* map) {
   }
 }
 
+__global__ void k_scatter_input_map(EdgeView ev, int volume, std::int32_t* map) {
+  const std::int64_t n = device::read_count(ev.counts, ev.capacity);
+  LATTICE_GRID_LOOP(e, n) {
+    map[static_cast<std::int64_t>(ev.in_rows[e]) * volume + ev.kernel_ids[e]] = ev.out_rows[e];
+  }
+}
+
 __global__ void k_masks_from_map(const std::int32_t* map, std::int64_t rows, int volume, int words,
                                  std::uint32_t* masks) {
   LATTICE_GRID_LOOP(idx, rows * words) {
@@ -172,6 +179,29 @@ ImplicitGemmMap build_implicit_gemm_map(const Relation& rel) {
   if (cap > 0) {
     k_masks_from_map<<<grid_for(cap * v.mask_words, k_threads), k_threads, 0, stream>>>(
         ptr<std::int32_t>(v.out_in_map), cap, volume, v.mask_words, ptr<std::uint32_t>(v.masks));
+    LATTICE_CUDA_LAUNCH_CHECK();
+  }
+  return v;
+}
+
+InputGemmMap build_input_gemm_map(const Relation& rel) {
+  const Device dev = rel.device();
+  const cudaStream_t stream = stream_of(dev);
+  const std::int64_t cap = rel.input_capacity();
+  const auto volume = static_cast<int>(rel.volume());
+  InputGemmMap v;
+  v.mask_words = (volume + 31) / 32;
+  v.in_out_map = Array::full(Shape{cap, volume}, DType::i32, -1, dev);
+  v.masks = Array::empty(Shape{cap, v.mask_words}, DType::u32, dev);
+  const EdgeView ev = edges_of(rel);
+  if (ev.capacity > 0) {
+    k_scatter_input_map<<<grid_for(ev.capacity, k_threads), k_threads, 0, stream>>>(ev, volume,
+                                                                                    ptr<std::int32_t>(v.in_out_map));
+    LATTICE_CUDA_LAUNCH_CHECK();
+  }
+  if (cap > 0) {
+    k_masks_from_map<<<grid_for(cap * v.mask_words, k_threads), k_threads, 0, stream>>>(
+        ptr<std::int32_t>(v.in_out_map), cap, volume, v.mask_words, ptr<std::uint32_t>(v.masks));
     LATTICE_CUDA_LAUNCH_CHECK();
   }
   return v;

@@ -6,7 +6,9 @@ namespace lattice::cuda {
 
 using stubs::not_compiled;
 
-void conv_input_grad(const Relation&, const Array&, const Array&, Array&) { not_compiled("conv_input_grad"); }
+void conv_input_grad(const Relation&, const Array&, const Array&, const Array&, Array&) {
+  not_compiled("conv_input_grad");
+}
 void conv_weight_grad(const Relation&, const Array&, const Array&, Array&) { not_compiled("conv_weight_grad"); }
 void pointwise_input_grad(const Array&, const Array&, const Array&, Array&) { not_compiled("pointwise_input_grad"); }
 void pointwise_weight_grad(const Array&, const Array&, const Array&, Array&) { not_compiled("pointwise_weight_grad"); }

@@ -41,6 +41,7 @@ OutputCsr build_output_csr(const Relation&) { not_compiled("output_csr"); }
 InputCsr build_input_csr(const Relation&) { not_compiled("input_csr"); }
 KernelCsr build_kernel_csr(const Relation&) { not_compiled("kernel_csr"); }
 ImplicitGemmMap build_implicit_gemm_map(const Relation&) { not_compiled("implicit_gemm_map"); }
+InputGemmMap build_input_gemm_map(const Relation&) { not_compiled("input_gemm_map"); }
 SortedImplicitGemmMap build_sorted_implicit_gemm_map(const Relation&, int) { not_compiled("sorted_implicit_gemm_map"); }
 
 ops::ConvRoute conv_relation(const Relation&, const Array&, const Array&, const std::optional<Array>&, Array&,
