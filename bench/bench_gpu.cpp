@@ -17,12 +17,14 @@
 // rate of the same dtype) and floor_ratio (max(FLOPs / GEMM rate, bytes /
 // copy bandwidth) / time). Results go to JSON; a short table comes last.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -396,6 +398,64 @@ int main(int argc, char** argv) {
       r2.voxels_in = r2.voxels_out = n2;
       r2.note = "the scan twice (2 x 94k voxels)";
       rows.push_back(r2);
+      // Host enqueue time of one step (no wait) against the whole step: the
+      // eager step is host-bound when the two are close.
+      {
+        synchronize(k_dev);
+        const auto h0 = std::chrono::steady_clock::now();
+        step_on(x, labels);
+        const double host_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - h0).count();
+        synchronize(k_dev);
+        const double all_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - h0).count();
+        std::printf("train step host enqueue (%s): %.2f ms of %.2f ms\n", dtype_name(dtype).data(), host_ms, all_ms);
+      }
+      // The same step captured as one CUDA graph and replayed: device time
+      // alone (capture fails if anything in the step waits for the host).
+      {
+        synchronize(k_dev);
+        cudaGraph_t graph = nullptr;
+        CHECK_CUDA(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeGlobal));
+        std::string failure;
+        try {
+          step_on(x, labels);
+        } catch (const std::exception& e) {
+          failure = e.what();
+        }
+        const cudaError_t end = cudaStreamEndCapture(stream(), &graph);
+        if (failure.empty() && end != cudaSuccess) failure = cudaGetErrorString(end);
+        (void)cudaGetLastError();
+        if (failure.empty()) {
+          cudaGraphExec_t exec;
+          CHECK_CUDA(cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
+          const Timing tgr = time_it([&] { CHECK_CUDA(cudaGraphLaunch(exec, stream())); }, std::max(5, runs / 4), 2);
+          Row rg = make_row("minkunet train step, CUDA graph", dtype, false, 3 * fwd_flops, 3 * fwd_bytes, tgr, ceil);
+          rg.voxels_in = rg.voxels_out = voxels;
+          rg.note = "batch 1, captured: zero host syncs";
+          rows.push_back(rg);
+          cudaGraphExecDestroy(exec);
+        } else {
+          std::printf("train step capture (%s) failed: %s\n", dtype_name(dtype).data(), failure.c_str());
+        }
+        if (graph != nullptr) cudaGraphDestroy(graph);
+      }
+      // Where a batch-1 step goes: device time per op and per VJP, one traced step.
+      {
+        TraceSession trace;
+        step_on(x, labels);
+        std::map<std::string, std::pair<double, int>> by_op;
+        for (const OpRecord& rec : trace.records()) {
+          auto& [ms, n] = by_op[rec.op];
+          ms += rec.total_ms;
+          ++n;
+        }
+        std::vector<std::pair<double, std::string>> sorted;
+        for (const auto& [op, v] : by_op) sorted.emplace_back(v.first, op + " x" + std::to_string(v.second));
+        std::sort(sorted.rbegin(), sorted.rend());
+        std::printf("train step by op (%s, traced, ms):", dtype_name(dtype).data());
+        for (std::size_t i = 0; i < std::min<std::size_t>(14, sorted.size()); ++i)
+          std::printf("%s %s %.2f", i ? ";" : "", sorted[i].second.c_str(), sorted[i].first);
+        std::printf("\n");
+      }
     }
   }
 

@@ -10,6 +10,7 @@
 #include "lattice/autograd.hpp"
 #include "lattice/core/error.hpp"
 #include "lattice/ops/features.hpp"
+#include "ops/op_trace.hpp"
 
 namespace lattice::autograd {
 
@@ -258,7 +259,15 @@ void backward(const Variable& output, const Value& seed, const BackwardOptions& 
       continue;
     }
     Node& node = *v->node;
+    // Under a TraceSession each node's VJP is one record ("<name>.backward";
+    // ops the VJP calls through public front ends record themselves too).
+    ops::detail::OpTrace trace(std::visit([](const auto& t) { return t.device(); }, g));
     std::vector<std::optional<Value>> grads = node.backward(g);
+    if (trace.active()) {
+      OpRecord record;
+      record.op = node.name + ".backward";
+      trace.record(std::move(record), nullptr, nullptr, nullptr, false);
+    }
     check(grads.size() == node.inputs.size(), node.name, "backward", "returned ", grads.size(), " gradients for ",
           node.inputs.size(), " inputs");
     for (std::size_t i = 0; i < grads.size(); ++i) {

@@ -38,11 +38,11 @@ void check_eps(double eps, const char* op) {
   check(std::isfinite(eps) && eps > 0, op, "eps", "must be finite and positive, got ", eps);
 }
 
-// Gradient storage on x's key: the CPU backends zero capacity rows
-// themselves; CUDA kernels write only the active rows, so start from zeros.
-Array grad_array(const Shape& shape, DType dtype, Device device) {
-  return device.is_cpu() ? Array::empty(shape, dtype, device) : Array::zeros(shape, dtype, device);
-}
+// Gradient storage on x's key. The kernels write every active row; rows past
+// the count are capacity, never read and (on CUDA) never written, as for
+// forward outputs: zero-filling them would cost a full pass over the first
+// level's capacity at every level of a network.
+Array grad_array(const Shape& shape, DType dtype, Device device) { return Array::empty(shape, dtype, device); }
 
 // The feature dtype's binary VJP on row-aligned (a, b, dy); returns (ga, gb).
 std::pair<Array, Array> binary_rows_backward(const Array& a, const Array& b, const SparseTensor& dy, BinaryOp op) {

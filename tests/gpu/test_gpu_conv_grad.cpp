@@ -192,7 +192,8 @@ class GpuConvGrad : public GpuParamTest<GpuGradCase> {};
 TEST_P(GpuConvGrad, MatchesCpuFloat64AndIsBitwiseStable) {
   const GpuGradCase c = GetParam();
   // Several channel shapes: tiles of the weight-gradient kernel cut and not.
-  for (const auto& [cin, cout] : std::vector<std::pair<int, int>>{{3, 5}, {16, 16}, {20, 33}}) {
+  for (const auto& [cin, cout] :
+       std::vector<std::pair<int, int>>{{3, 5}, {16, 16}, {20, 33}, {8, 32}, {256, 4}, {4, 96}}) {
     for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64}) {
       SCOPED_TRACE(c.name + " " + std::string(dtype_name(dtype)) + " " + std::to_string(cin) + "x" +
                    std::to_string(cout));

@@ -311,10 +311,13 @@ __global__ void from_kernel_major_kernel(const T* __restrict__ src, T* __restric
 
 void conv_input_grad(const Relation& rel, const Array& dy, const Array& weight_km, const Array& in_count, Array& dx) {
   const cudaStream_t stream = prepare(dy.device());
+  // The kernels write every active input row (zeros where no edge reaches);
+  // rows past the input's count are capacity and stay unwritten.
   if (dx.numel() == 0) return;
-  // Rows past the input's count (and rows no edge reaches, on the SIMT route) stay zero.
-  LATTICE_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), stream));
-  if (dy.dim(1) == 0) return;
+  if (dy.dim(1) == 0) {
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), stream));
+    return;
+  }
   const bool mirror = self_reverse(rel);
   const Array wt = transposed_weight(weight_km, mirror, stream);
   if (mirror) {
@@ -347,8 +350,10 @@ void conv_input_grad(const Relation& rel, const Array& dy, const Array& weight_k
 void pointwise_input_grad(const Array& dy, const Array& rows, const Array& weight_km, Array& dx) {
   const cudaStream_t stream = prepare(dy.device());
   if (dx.numel() == 0) return;
-  LATTICE_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), stream));
-  if (dy.dim(1) == 0) return;
+  if (dy.dim(1) == 0) {
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), stream));
+    return;
+  }
   conv_pointwise(dy, rows, transposed_weight(weight_km, false, stream), std::nullopt, dx, ConvOptions{});
 }
 

@@ -110,7 +110,7 @@ __global__ void activation_kernel(const T* __restrict__ x, T* __restrict__ y, co
 
 template <ops::ActivationKind K, class T>
 void launch_activation(const Array& x, const Array& rows, double slope, Array& out, Extent e, cudaStream_t stream) {
-  activation_kernel<K, T><<<grid_for(e.capacity * e.c, k_threads), k_threads, 0, stream>>>(
+  activation_kernel<K, T><<<grid_for_active(e.capacity * e.c, k_threads), k_threads, 0, stream>>>(
       ptr<const T>(x), ptr<T>(out), ptr<const std::int32_t>(rows), e, static_cast<compute_t<T>>(slope));
   LATTICE_CUDA_LAUNCH_CHECK();
 }
@@ -146,7 +146,7 @@ void launch_cat(const Array& a, const Array& b, const Array& rows, Array& out, c
   const auto wb = static_cast<std::uint64_t>(b.row_bytes() / sizeof(W));
   const auto capacity = static_cast<std::uint64_t>(out.dim(0));
   const std::uint64_t total = capacity * (wa + wb);
-  const unsigned blocks = grid_for(static_cast<std::int64_t>(total), k_threads);
+  const unsigned blocks = grid_for_active(static_cast<std::int64_t>(total), k_threads);
   const auto* rp = ptr<const std::int32_t>(rows);
   if (total <= k_max_32bit_total) {
     cat_kernel<W, std::uint32_t><<<blocks, k_threads, 0, stream>>>(
@@ -352,7 +352,7 @@ void add_rows(const Array& a, const Array& b, const Array& rows, Array& out) {
   const Extent e{a.dim(0), a.dim(1)};
   if (e.capacity * e.c == 0) return;
   visit_float_device(a.dtype(), [&]<class T>() {
-    add_kernel<T><<<grid_for(e.capacity * e.c, k_threads), k_threads, 0, stream>>>(
+    add_kernel<T><<<grid_for_active(e.capacity * e.c, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(a), ptr<const T>(b), ptr<T>(out), ptr<const std::int32_t>(rows), e);
     LATTICE_CUDA_LAUNCH_CHECK();
   });
@@ -427,7 +427,7 @@ void batch_norm(const Array& x, const Array& rows, const ops::BatchNormArgs& arg
     }
     if (capacity == 0) return;
     const std::int64_t total = capacity * c;
-    const unsigned blocks = grid_for(total, k_threads);
+    const unsigned blocks = grid_for_active(total, k_threads);
     if (static_cast<std::uint64_t>(total) <= k_max_32bit_total) {
       bn_apply_kernel<T, std::uint32_t>
           <<<blocks, k_threads, 0, stream>>>(ptr<const T>(x), ptr<T>(out), rows_ptr, p.scale, p.shift,

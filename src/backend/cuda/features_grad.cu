@@ -347,7 +347,7 @@ void activation_backward(const Array& x, const Array& dy, const Array& rows, con
   const std::int64_t capacity = x.dim(0), c = x.dim(1);
   if (capacity * c == 0) return;
   visit_float_device(x.dtype(), [&]<class T>() {
-    activation_backward_kernel<T><<<grid_for(capacity * c, k_threads), k_threads, 0, stream>>>(
+    activation_backward_kernel<T><<<grid_for_active(capacity * c, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(x), ptr<const T>(dy), ptr<T>(dx), ptr<const std::int32_t>(rows), capacity, c, params.kind,
         static_cast<compute_t<T>>(params.negative_slope));
     LATTICE_CUDA_LAUNCH_CHECK();
@@ -360,7 +360,7 @@ void binary_backward_rows(const Array& a, const Array& b, const Array& dy, const
   const std::int64_t capacity = dy.dim(0), c = dy.dim(1);
   if (capacity * c == 0) return;
   visit_float_device(dy.dtype(), [&]<class T>() {
-    binary_backward_kernel<T><<<grid_for(capacity * c, k_threads), k_threads, 0, stream>>>(
+    binary_backward_kernel<T><<<grid_for_active(capacity * c, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(a), ptr<const T>(b), ptr<const T>(dy), ptr<T>(ga), ptr<T>(gb), ptr<const std::int32_t>(rows),
         capacity, c, op);
     LATTICE_CUDA_LAUNCH_CHECK();
@@ -372,7 +372,7 @@ void split_channels(const Array& dy, const Array& rows, Array& a, Array& b) {
   const std::int64_t capacity = dy.dim(0), c = dy.dim(1);
   if (capacity * c == 0) return;
   visit_float_device(dy.dtype(), [&]<class T>() {
-    split_kernel<T><<<grid_for(capacity * c, k_threads), k_threads, 0, stream>>>(
+    split_kernel<T><<<grid_for_active(capacity * c, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(dy), ptr<T>(a), ptr<T>(b), ptr<const std::int32_t>(rows), capacity, a.dim(1), b.dim(1));
     LATTICE_CUDA_LAUNCH_CHECK();
   });
@@ -395,7 +395,7 @@ void row_norm_backward(const Array& x, const Array& dy, const Array& rows, const
     A* row_mean = ptr<A>(stats);
     A* row_inv = row_mean + (capacity > 0 ? capacity : 1);
     if (capacity > 0) {
-      row_norm_backward_kernel<T><<<grid_for(capacity, k_threads), k_threads, 0, stream>>>(
+      row_norm_backward_kernel<T><<<grid_for_active(capacity, k_threads), k_threads, 0, stream>>>(
           ptr<const T>(x), ptr<const T>(dy), ptr<T>(dx), rows_ptr, capacity, c,
           weight ? ptr<const T>(*weight) : nullptr, static_cast<A>(eps), center, row_mean, row_inv);
       LATTICE_CUDA_LAUNCH_CHECK();
@@ -456,7 +456,7 @@ void batch_norm_backward(const Array& x, const Array& dy, const Array& rows, con
     if (capacity == 0) return;
     const void* w = args.weight ? args.weight->raw() : nullptr;
     const DType wd = args.weight ? args.weight->dtype() : DType::f32;
-    bn_backward_kernel<T><<<grid_for(capacity * c, k_threads), k_threads, 0, stream>>>(
+    bn_backward_kernel<T><<<grid_for_active(capacity * c, k_threads), k_threads, 0, stream>>>(
         xp, gp, ptr<T>(dx), rows_ptr, capacity, c, w, wd, mean, inv, sum_g, sum_gx, args.training);
     LATTICE_CUDA_LAUNCH_CHECK();
   });

@@ -93,7 +93,7 @@ void launch_norm(const Array& x, const Array& rows, const std::optional<Array>& 
   if (capacity * c == 0) return;
   visit_float_device(x.dtype(), [&]<class T>() {
     using A = compute_t<T>;
-    norm_kernel<T, Layer><<<grid_for(capacity, k_threads), k_threads, 0, stream>>>(
+    norm_kernel<T, Layer><<<grid_for_active(capacity, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(x), ptr<T>(out), ptr<const std::int32_t>(rows), capacity, c,
         weight ? ptr<const T>(*weight) : nullptr, bias ? ptr<const T>(*bias) : nullptr, static_cast<A>(eps));
     LATTICE_CUDA_LAUNCH_CHECK();
@@ -110,7 +110,7 @@ void dropout(const Array& x, const Array& rows, double p, std::uint64_t seed, Ar
     using A = compute_t<T>;
     // Rounded once on the host from the float64 value, as the CPU does.
     const A scale = static_cast<A>(1.0 / (1.0 - p));
-    dropout_kernel<T><<<grid_for(capacity * c, k_threads), k_threads, 0, stream>>>(
+    dropout_kernel<T><<<grid_for_active(capacity * c, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(x), ptr<T>(out), ptr<const std::int32_t>(rows), capacity, c, p, seed, scale);
     LATTICE_CUDA_LAUNCH_CHECK();
   });

@@ -254,7 +254,7 @@ RowBuffers ce_rows(const Array& logits, const Array& count, const Array& labels,
   if (cap == 0) return b;
   const auto* cnt = count.defined() ? ptr<const std::int32_t>(count) : nullptr;
   visit_float_device(logits.dtype(), [&]<class T>() {
-    ce_rows_kernel<T><<<grid_for(cap, k_threads), k_threads, 0, stream>>>(
+    ce_rows_kernel<T><<<grid_for_active(cap, k_threads), k_threads, 0, stream>>>(
         ptr<const T>(logits), ptr<const std::int32_t>(labels), cnt, a, ptr<double>(b.loss), ptr<double>(b.lse),
         ptr<std::int32_t>(b.valid));
     LATTICE_CUDA_LAUNCH_CHECK();

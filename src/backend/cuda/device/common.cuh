@@ -66,6 +66,15 @@ inline unsigned grid_for(std::int64_t n, int threads, std::int64_t cap = 65535LL
   return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
 }
 
+// Grid of a grid-stride kernel whose loop is bounded by a device-side row
+// count: a capacity can exceed the active rows many times over (coarse levels
+// of a network inherit the first level's capacity), and a grid sized by the
+// capacity would spend most of its time starting threads that exit at once.
+// 2048 blocks fill any current GPU a few times over.
+inline unsigned grid_for_active(std::int64_t capacity_elements, int threads) {
+  return grid_for(capacity_elements, threads, 2048);
+}
+
 inline cudaStream_t stream_of(Device device) { return static_cast<cudaStream_t>(current_stream(device.index)); }
 
 // Calls f.template operator()<T>() with T the CUDA storage type of a float dtype.
