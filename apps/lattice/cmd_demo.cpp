@@ -1,5 +1,6 @@
 // `lattice demo [FILE]`: read a scan (or simulate the built-in one), voxelize
 // it, run MinkUNet forward with seeded weights and print a per-layer table.
+// With --model, the trained-model demo of cmd_demo_model.cpp instead.
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -9,6 +10,7 @@
 #include "lattice/commands.hpp"
 #include "lattice/lattice.hpp"
 #include "lattice/models/minkunet.hpp"
+#include "lattice/segmentation_data.hpp"
 #include "lattice/table.hpp"
 
 namespace lattice::cli {
@@ -47,24 +49,6 @@ Input load_input(const Args& args) {
           std::move(cloud)};
 }
 
-// (N, 4) float32 features: x, y, z and the scan's intensity (1 when it has none).
-Array point_features(const io::PointCloud& cloud) {
-  const std::int64_t n = cloud.size();
-  const Array* intensity = cloud.field("remission");
-  if (intensity == nullptr) intensity = cloud.field("intensity");
-  Array feats = Array::empty(Shape{n, 4}, DType::f32, Device::cpu());
-  const float* p = cloud.positions.data<float>();
-  const float* in = intensity ? intensity->data<float>() : nullptr;
-  float* f = feats.data<float>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    f[4 * i + 0] = p[3 * i + 0];
-    f[4 * i + 1] = p[3 * i + 1];
-    f[4 * i + 2] = p[3 * i + 2];
-    f[4 * i + 3] = in ? in[i] : 1.0f;
-  }
-  return feats;
-}
-
 struct LayerRow {
   OpRecord conv;  // the layer's main op (a convolution when it has one)
   bool has_conv = false;
@@ -75,6 +59,10 @@ struct LayerRow {
 }  // namespace
 
 int cmd_demo(const std::vector<std::string>& argv) {
+  // With a trained model the demo segments the scan (cmd_demo_model.cpp).
+  for (const std::string& a : argv) {
+    if (a == "--model" || a.rfind("--model=", 0) == 0) return cmd_demo_model(argv);
+  }
   const Args args(
       argv,
       {"voxel-size", "dtype", "threads", "width", "seed", "scene-seed", "azimuth-steps", "sweeps", "runs", "device"},
@@ -101,7 +89,7 @@ int cmd_demo(const std::vector<std::string>& argv) {
   // A fresh manager: the first forward pass builds every relation (end to end).
   auto manager = CoordinateManager::create();
   TraceSession voxel_trace;
-  ops::Voxelized vox = ops::voxelize(input.cloud.positions.to(device), point_features(input.cloud).to(device),
+  ops::Voxelized vox = ops::voxelize(input.cloud.positions.to(device), seg::point_features(input.cloud).to(device),
                                      {.voxel_size = voxel_size, .manager = manager});
   const double voxelize_ms = voxel_trace.records().back().total_ms;
   SparseTensor x = vox.tensor.replace_feats(vox.tensor.feats().astype(dtype));

@@ -4,14 +4,11 @@
 //
 // Data: training scans are sim::simulate_lidar_scan with seeds 1000 + i
 // (i < --train-scans, cycled one scan per step), evaluation scans use seeds
-// 2000 + i, so they never overlap. Features per voxel: the mean of x, y, z and
-// remission over its points. Labels: the scan's SemanticKITTI raw ids (low 16
-// bits) go through SemanticKITTI's learning map to the 19 train ids;
-// unlabeled / outlier / other-structure / other-object become the ignore id
-// 255. A voxel's label is the MAJORITY train id of its labelled points (ties:
-// the lower id), or 255 when none is labelled. mIoU is computed per point
-// (each point takes its voxel's argmax), as SemanticKITTI scores it, over the
-// classes present in the held-out labels.
+// 2000 + i, so they never overlap (nor the demo's 3000). Features, labels and
+// per-point predictions: segmentation_data.hpp, shared with `lattice demo
+// --model`. mIoU is computed per point, as SemanticKITTI scores it, over the
+// classes present in the held-out labels. The file's metadata records the
+// configuration and the classes the training scans taught ("classes").
 //
 // Optimisation: AdamW (weight decay 1e-4), cross-entropy ignoring 255, cosine
 // learning-rate decay from --lr to 0 over --steps, batch norm in training
@@ -25,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "lattice/args.hpp"
 #include "lattice/commands.hpp"
 #include "lattice/io/safetensors.hpp"
@@ -32,6 +31,7 @@
 #include "lattice/models/minkunet_train.hpp"
 #include "lattice/nn/loss.hpp"
 #include "lattice/nn/optim.hpp"
+#include "lattice/segmentation_data.hpp"
 #include "lattice/table.hpp"
 
 namespace lattice::cli {
@@ -39,126 +39,40 @@ namespace lattice::cli {
 namespace {
 
 constexpr const char* k_op = "lattice train";
-constexpr int k_num_classes = 19;
-constexpr std::int32_t k_ignore = 255;
-
-// SemanticKITTI train-id names (semantic-kitti.yaml, learning_map_inv order).
-constexpr std::array<const char*, k_num_classes> k_class_names{
-    "car",          "bicycle", "motorcycle", "truck",    "other-vehicle", "person",   "bicyclist",
-    "motorcyclist", "road",    "parking",    "sidewalk", "other-ground",  "building", "fence",
-    "vegetation",   "trunk",   "terrain",    "pole",     "traffic-sign"};
-
-// SemanticKITTI's learning_map: raw semantic id -> train id (moving classes
-// folded onto their static ones), k_ignore for everything not scored.
-std::int32_t train_id(std::uint32_t raw) {
-  switch (raw & 0xffffu) {
-    case 10:
-    case 252:
-      return 0;  // car, moving-car
-    case 11:
-      return 1;  // bicycle
-    case 15:
-      return 2;  // motorcycle
-    case 18:
-    case 258:
-      return 3;  // truck
-    case 13:
-    case 16:
-    case 20:
-    case 257:
-    case 259:
-      return 4;  // bus, on-rails, other-vehicle
-    case 30:
-    case 254:
-      return 5;  // person
-    case 31:
-    case 253:
-      return 6;  // bicyclist
-    case 32:
-    case 255:
-      return 7;  // motorcyclist
-    case 40:
-    case 60:
-      return 8;  // road, lane-marking
-    case 44:
-      return 9;  // parking
-    case 48:
-      return 10;  // sidewalk
-    case 49:
-      return 11;  // other-ground
-    case 50:
-      return 12;  // building
-    case 51:
-      return 13;  // fence
-    case 70:
-      return 14;  // vegetation
-    case 71:
-      return 15;  // trunk
-    case 72:
-      return 16;  // terrain
-    case 80:
-      return 17;  // pole
-    case 81:
-      return 18;  // traffic-sign
-    default:
-      return k_ignore;  // unlabeled, outlier, other-structure, other-object
-  }
-}
-
-struct Sample {
-  SparseTensor x;                          // voxel features (x, y, z, remission mean), on the device
-  Array voxel_labels;                      // (capacity,) int32 on the device
-  std::vector<std::int32_t> point_labels;  // per point, host
-  std::vector<std::int32_t> point_voxel;   // voxel row of each point, host
-  std::int64_t points = 0;
-};
-
-Sample make_sample(std::uint64_t seed, const sim::LidarSceneOptions& base, double voxel_size, Device device) {
-  sim::LidarSceneOptions opts = base;
-  opts.seed = seed;
-  const io::PointCloud cloud = sim::simulate_lidar_scan(opts);
-  const std::int64_t n = cloud.size();
-  check(n > 0 && cloud.labels.has_value(), k_op, "scan", "the simulated scan ", seed, " has no labelled points");
-  const Array* remission = cloud.field("remission");
-  Array feats = Array::empty(Shape{n, 4}, DType::f32, Device::cpu());
-  const float* p = cloud.positions.data<float>();
-  float* f = feats.data<float>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (int c = 0; c < 3; ++c) f[4 * i + c] = p[3 * i + c];
-    f[4 * i + 3] = remission ? remission->data<float>()[i] : 1.0f;
-  }
-  // A manager per scan: its relations are built on the first step that uses
-  // the scan and reused whenever the scan comes round again.
-  ops::Voxelized vox = ops::voxelize(cloud.positions.to(device), feats.to(device),
-                                     {.voxel_size = voxel_size, .manager = CoordinateManager::create()});
-  Sample s;
-  s.points = n;
-  s.x = vox.tensor;
-  const Array inverse = vox.inverse_rows.to(Device::cpu());
-  const std::int32_t* inv = inverse.data<std::int32_t>();
-  const std::uint32_t* raw = cloud.labels->data<std::uint32_t>();
-  const std::int64_t capacity = s.x.capacity();
-  s.point_labels.resize(static_cast<std::size_t>(n));
-  s.point_voxel.assign(inv, inv + n);
-  std::vector<std::int32_t> votes(static_cast<std::size_t>(capacity * k_num_classes), 0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::int32_t t = train_id(raw[i]);
-    s.point_labels[static_cast<std::size_t>(i)] = t;
-    if (t != k_ignore) ++votes[static_cast<std::size_t>(inv[i] * k_num_classes + t)];
-  }
-  std::vector<std::int32_t> voxel_labels(static_cast<std::size_t>(capacity), k_ignore);
-  for (std::int64_t v = 0; v < capacity; ++v) {
-    const auto* row = &votes[static_cast<std::size_t>(v * k_num_classes)];
-    const auto* best = std::max_element(row, row + k_num_classes);  // first maximum: ties to the lower id
-    if (*best > 0) voxel_labels[static_cast<std::size_t>(v)] = static_cast<std::int32_t>(best - row);
-  }
-  s.voxel_labels = Array::from_vector(voxel_labels, Shape{capacity}, device);
-  return s;
-}
+using seg::k_ignore;
+using seg::k_num_classes;
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
+
+// Training progress. On a terminal: one line redrawn in place after every
+// step. Into a file or pipe (logs, CI): the first step, every 5 % and the
+// last, so a 150-step log stays short.
+class ProgressBar {
+ public:
+  explicit ProgressBar(int steps) : steps_(steps), tty_(isatty(fileno(stdout)) != 0) {}
+
+  // points_per_s: the mean since the start; elapsed_s: training time so far.
+  void update(int step, double loss, double lr, double points_per_s, double elapsed_s) const {
+    const bool last = step == steps_;
+    if (!tty_ && step != 1 && !last && step % std::max(1, steps_ / 20) != 0) return;
+    constexpr int k_width = 30;
+    const int filled = static_cast<int>(static_cast<long long>(k_width) * step / steps_);
+    const std::string bar = std::string(static_cast<std::size_t>(filled), '#') +
+                            std::string(static_cast<std::size_t>(k_width - filled), '.');
+    const int digits = static_cast<int>(std::to_string(steps_).size());
+    std::printf("%sstep %*d/%d [%s] loss %.4f  lr %.2e  %s points/s  %.0f s, ~%.0f s left%s", tty_ ? "\r" : "", digits,
+                step, steps_, bar.c_str(), loss, lr, grouped(static_cast<long long>(points_per_s)).c_str(), elapsed_s,
+                elapsed_s / step * (steps_ - step), tty_ ? "\033[K" : "");
+    if (!tty_ || last) std::printf("\n");
+    std::fflush(stdout);
+  }
+
+ private:
+  int steps_;
+  bool tty_;
+};
 
 }  // namespace
 
@@ -206,9 +120,16 @@ int cmd_train(const std::vector<std::string>& argv) {
   models::MinkUNetTrainable model(config);
 
   const auto t_data = std::chrono::steady_clock::now();
-  std::vector<Sample> train;
-  for (int i = 0; i < train_scans; ++i)
-    train.push_back(make_sample(1000 + static_cast<std::uint64_t>(i), scene, voxel_size, device));
+  std::vector<seg::Sample> train;
+  // The classes the model is taught: those labelling a voxel of some training scan.
+  std::array<bool, k_num_classes> known{};
+  for (int i = 0; i < train_scans; ++i) {
+    train.push_back(seg::make_sample(seg::simulated_scan(seg::k_train_seed + static_cast<std::uint64_t>(i), scene),
+                                     voxel_size, device, true, k_op));
+    check(!train.back().point_labels.empty(), k_op, "scan", "the simulated scan ",
+          seg::k_train_seed + static_cast<std::uint64_t>(i), " has no labels");
+    for (int c = 0; c < k_num_classes; ++c) known[c] = known[c] || train.back().voxel_classes[c];
+  }
   const double data_s = seconds_since(t_data);
 
   const BackendInfo info = backend_info();
@@ -216,15 +137,17 @@ int cmd_train(const std::vector<std::string>& argv) {
   std::printf("model:   MinkUNet%d (trainable), width %d, %s parameters, %d classes (SemanticKITTI train ids)\n",
               variant, width, grouped(model.num_parameters()).c_str(), k_num_classes);
   std::printf(
-      "data:    %d simulated training scans (seeds 1000..%d, %s voxels each on average at %.3g m), made in %.1f s\n",
-      train_scans, 999 + train_scans,
+      "data:    %d simulated training scans (seeds %llu..%llu, %s voxels each on average at %.3g m), made in %.1f s\n",
+      train_scans, static_cast<unsigned long long>(seg::k_train_seed),
+      static_cast<unsigned long long>(seg::k_train_seed) + train_scans - 1,
       grouped([&] {
         std::int64_t v = 0;
-        for (const Sample& s : train) v += s.x.rows();
+        for (const seg::Sample& s : train) v += s.x.rows();
         return v / train_scans;
       }())
           .c_str(),
       voxel_size, data_s);
+  std::printf("classes: %s (the ones labelling the training voxels)\n", seg::class_list(known).c_str());
   std::printf("optim:   AdamW lr %.3g (cosine to 0), weight decay 1e-4, %d steps, one scan per step, seed %llu\n", lr,
               steps, static_cast<unsigned long long>(seed));
   std::printf(
@@ -239,23 +162,21 @@ int cmd_train(const std::vector<std::string>& argv) {
   const auto t_train = std::chrono::steady_clock::now();
   std::vector<double> losses;
   std::int64_t trained_points = 0;
+  ProgressBar progress(steps);
   for (int step = 0; step < steps; ++step) {
-    const Sample& s = train[static_cast<std::size_t>(step % train_scans)];
+    const seg::Sample& s = train[static_cast<std::size_t>(step % train_scans)];
     opt.set_lr(0.5 * lr * (1.0 + std::cos(std::numbers::pi * step / steps)));
-    const auto t0 = std::chrono::steady_clock::now();
     opt.zero_grad();
     const autograd::Variable logits = model.forward(autograd::Variable(s.x));
     const autograd::Variable loss = autograd::cross_entropy(logits, s.voxel_labels, ce);
     autograd::backward(loss);
     opt.step();
     const double value = loss.array().to(Device::cpu()).astype(DType::f64).data<double>()[0];  // waits for the step
-    const double dt = seconds_since(t0);
     check(std::isfinite(value), k_op, "loss", "became ", value, " at step ", step + 1, " (try a smaller --lr)");
     losses.push_back(value);
     trained_points += s.points;
-    std::printf("step %4d/%d  loss %.4f  lr %.2e  voxels %s  %.2f s  %s points/s\n", step + 1, steps, value, opt.lr(),
-                grouped(s.x.rows()).c_str(), dt, grouped(static_cast<long long>(s.points / dt)).c_str());
-    std::fflush(stdout);
+    const double elapsed = seconds_since(t_train);
+    progress.update(step + 1, value, opt.lr(), static_cast<double>(trained_points) / elapsed, elapsed);
   }
   const double train_s = seconds_since(t_train);
 
@@ -265,17 +186,11 @@ int cmd_train(const std::vector<std::string>& argv) {
   const auto t_eval = std::chrono::steady_clock::now();
   std::int64_t eval_points = 0;
   for (int i = 0; i < eval_scans; ++i) {
-    const Sample s = make_sample(2000 + static_cast<std::uint64_t>(i), scene, voxel_size, device);
+    const seg::Sample s = seg::make_sample(seg::simulated_scan(seg::k_eval_seed + static_cast<std::uint64_t>(i), scene),
+                                           voxel_size, device, true, k_op);
     autograd::NoGradGuard no_grad;
     const SparseTensor logits = model.forward(autograd::Variable(s.x)).sparse();
-    // Voxel argmax (ties to the lower class), then each point takes its voxel's.
-    const Array f = logits.feats().to(Device::cpu()).astype(DType::f32);
-    const float* l = f.data<float>();
-    std::vector<std::int32_t> point_pred(s.point_voxel.size());
-    for (std::size_t j = 0; j < point_pred.size(); ++j) {
-      const float* row = l + static_cast<std::ptrdiff_t>(s.point_voxel[j]) * k_num_classes;
-      point_pred[j] = static_cast<std::int32_t>(std::max_element(row, row + k_num_classes) - row);
-    }
+    const std::vector<std::int32_t> point_pred = seg::point_predictions(logits, s.point_voxel);
     const auto n = static_cast<std::int64_t>(point_pred.size());
     const Array c =
         nn::confusion_matrix(Array::from_vector(point_pred, Shape{n}, Device::cpu()),
@@ -287,16 +202,15 @@ int cmd_train(const std::vector<std::string>& argv) {
   }
   const double eval_s = seconds_since(t_eval);
 
+  seg::ModelInfo saved{.variant = variant,
+                       .width = width,
+                       .in_channels = 4,
+                       .num_classes = k_num_classes,
+                       .voxel_size = voxel_size,
+                       .known_classes = known,
+                       .description = {}};
   io::save_safetensors(out, model.state_dict(),
-                       {{"model", "MinkUNetTrainable"},
-                        {"variant", std::to_string(variant)},
-                        {"width", std::to_string(width)},
-                        {"in_channels", "4"},
-                        {"num_classes", std::to_string(k_num_classes)},
-                        {"features", "mean x, y, z, remission per voxel"},
-                        {"voxel_size", std::to_string(voxel_size)},
-                        {"steps", std::to_string(steps)},
-                        {"labels", "SemanticKITTI train ids, ignore 255"}});
+                       seg::model_metadata(saved, steps, train_scans, scene.azimuth_steps, seed));
 
   double tail = 0;
   const std::size_t k = std::min<std::size_t>(10, losses.size());
@@ -309,25 +223,16 @@ int cmd_train(const std::vector<std::string>& argv) {
     // mIoU over the classes present in the held-out labels (the simulated
     // streets have 11 of the 19): a class that is only predicted counts as a
     // false positive of the others, not as an extra zero.
-    const std::vector<double> iou = nn::iou_per_class(confusion);
-    const std::int64_t* cm = confusion.data<std::int64_t>();
-    Table table({"class", "points", "IoU %"});
-    double sum = 0;
-    int present = 0;
-    for (int c = 0; c < k_num_classes; ++c) {
-      std::int64_t count = 0;
-      for (int p = 0; p < k_num_classes; ++p) count += cm[c * k_num_classes + p];
-      if (count == 0) continue;
-      sum += iou[static_cast<std::size_t>(c)];
-      ++present;
-      table.add({k_class_names[static_cast<std::size_t>(c)], grouped(count),
-                 fixed(100 * iou[static_cast<std::size_t>(c)], 1)});
-    }
-    std::printf("evaluated %d held-out scans (seeds 2000..%d, %s points) in %.1f s, eval mode:\n", eval_scans,
-                1999 + eval_scans, grouped(eval_points).c_str(), eval_s);
-    std::fputs(table.str().c_str(), stdout);
+    std::array<bool, k_num_classes> all{};
+    all.fill(true);
+    const seg::Scores scores = seg::score_classes(confusion, all);
+    std::printf("evaluated %d held-out scans (seeds %llu..%llu, %s points) in %.1f s, eval mode:\n", eval_scans,
+                static_cast<unsigned long long>(seg::k_eval_seed),
+                static_cast<unsigned long long>(seg::k_eval_seed) + eval_scans - 1, grouped(eval_points).c_str(),
+                eval_s);
+    std::fputs(scores.table.c_str(), stdout);
     std::printf("point accuracy %.1f %%, mIoU %.1f %% over the %d classes present in the labels\n",
-                100 * nn::accuracy(confusion), present > 0 ? 100 * sum / present : 0.0, present);
+                100 * nn::accuracy(confusion), 100 * scores.miou, scores.classes);
   }
   std::printf("saved:   %s (%zu tensors)\n", out.c_str(), model.state_dict().size());
   return 0;

@@ -1,6 +1,7 @@
 // `lattice`: the command-line program.
 //   lattice info              what this build can do (backends, BLAS, threads, devices)
 //   lattice demo [FILE] ...   voxelize a scan and run MinkUNet forward, per-layer table
+//   lattice demo --model M    segment a scan with a trained model, scores, bird's-eye PNG
 //   lattice train ...         train MinkUNet on simulated scans, report mIoU, save safetensors
 #include <cstdio>
 #include <exception>
@@ -31,9 +32,23 @@ commands:
      --device cpu|cuda[:N] where to run (default: the GPU when there is one)
      --inference           batch norm from running statistics, fused into the
                            convolutions (default: batch statistics, separate ops)
+  demo --model M.safetensors [FILE] [options]
+                           segment FILE (default: the held-out simulated scan,
+                           seed 3000) with a model saved by `lattice train`;
+                           prints the predicted-class histogram and, when there
+                           are SemanticKITTI labels (a .bin's .label beside it or
+                           in ../labels), per-class IoU and mIoU over the classes
+                           the model knows; writes a bird's-eye PNG coloured by
+                           predicted class (ground truth on the right if labelled)
+     --png FILE            the image (default bev.png)
+     --device cpu|cuda[:N]|auto   where to run (default auto)
+     --threads N           CPU threads (default: all cores)
+     --scene-seed S        built-in scan: seed (default 3000)
+     --azimuth-steps N     built-in scan: samples per revolution (default 2000)
   train [options]          train a MinkUNet for semantic segmentation on built-in
                            simulated LiDAR scans (SemanticKITTI's 19 train ids),
-                           evaluate point mIoU on held-out scans, save the weights
+                           with a progress bar, evaluate point mIoU on held-out
+                           scans, save the weights and the classes it saw
      --steps N             optimizer steps, one scan each (default 150)
      --width W             MinkUNet stem width (default 16; others scale)
      --variant 18|34|42    blocks per stage (default 18)
