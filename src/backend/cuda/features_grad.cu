@@ -211,17 +211,6 @@ struct ValueTerm {  // v[r, j]
   __device__ double operator()(std::int64_t r, std::int64_t j) const { return static_cast<double>(load(v[r * c + j])); }
 };
 
-template <class T>
-struct SquareDevTerm {  // (x[r, j] - mean[j])^2
-  const T* x;
-  const double* mean;
-  std::int64_t c;
-  __device__ double operator()(std::int64_t r, std::int64_t j) const {
-    const double d = static_cast<double>(load(x[r * c + j])) - mean[j];
-    return __dmul_rn(d, d);
-  }
-};
-
 // Batch norm per-channel statistics: mean[j] = total / rows (NaN below two
 // rows in training, as the forward), inv[j] = 1 / sqrt(total / rows + eps).
 struct MeanFinish {
@@ -248,6 +237,46 @@ struct BnGradXhatTerm {  // dy[r, j] * (x[r, j] - mean[j]) * inv[j]
   __device__ double operator()(std::int64_t r, std::int64_t j) const {
     const double xhat = __dmul_rn(static_cast<double>(load(x[r * c + j])) - mean[j], inv[j]);
     return __dmul_rn(static_cast<double>(load(dy[r * c + j])), xhat);
+  }
+};
+
+// Training batch norm's two passes, each carrying two column sums:
+//  pass 1  (x, dy)                        -> mean, sum(dy)
+//  pass 2  ((x - mean)^2, dy (x - mean))  -> 1 / sqrt(var + eps), sum(dy xhat)
+template <class T>
+struct ValuePairTerm {
+  const T* x;
+  const T* dy;
+  std::int64_t c;
+  __device__ device::DoublePair operator()(std::int64_t r, std::int64_t j) const {
+    return {static_cast<double>(load(x[r * c + j])), static_cast<double>(load(dy[r * c + j]))};
+  }
+};
+template <class T>
+struct DevPairTerm {
+  const T* x;
+  const T* dy;
+  const double* mean;
+  std::int64_t c;
+  __device__ device::DoublePair operator()(std::int64_t r, std::int64_t j) const {
+    const double d = static_cast<double>(load(x[r * c + j])) - mean[j];
+    return {__dmul_rn(d, d), __dmul_rn(static_cast<double>(load(dy[r * c + j])), d)};
+  }
+};
+struct MeanAndStoreFinish {  // mean (as MeanFinish) and sum(dy) (as StoreFinish)
+  MeanFinish mean;
+  StoreFinish sum_g;
+  __device__ void operator()(std::int64_t j, device::DoublePair total, std::int64_t rows) const {
+    mean(j, total.a, rows);
+    sum_g(j, total.b, rows);
+  }
+};
+struct InvStdAndStoreFinish {  // inv (as InvStdFinish) and sum(dy (x - mean)) * inv
+  InvStdFinish inv;
+  StoreFinish sum_gx;
+  __device__ void operator()(std::int64_t j, device::DoublePair total, std::int64_t rows) const {
+    inv(j, total.a, rows);
+    sum_gx(j, __dmul_rn(total.b, inv.inv[j]), rows);
   }
 };
 
@@ -431,28 +460,29 @@ void batch_norm_backward(const Array& x, const Array& dy, const Array& rows, con
     double* inv = mean + c;
     double* sum_g = mean + 2 * c;
     double* sum_gx = mean + 3 * c;
-    const Array partial = Array::empty(Shape{device::k_column_chunks, c}, DType::f64, dev);
+    const Array partial = Array::empty(Shape{device::k_column_chunks, c, 2}, DType::f64, dev);
     double* part = ptr<double>(partial);
     const T* xp = ptr<const T>(x);
     const T* gp = ptr<const T>(dy);
+    const StoreFinish store_g{sum_g, dbias != nullptr ? dbias->raw() : nullptr,
+                              dbias != nullptr ? dbias->dtype() : DType::f64};
+    const StoreFinish store_gx{sum_gx, dweight != nullptr ? dweight->raw() : nullptr,
+                               dweight != nullptr ? dweight->dtype() : DType::f64};
     if (args.training) {
-      device::column_sums(rows_ptr, capacity, c, ValueTerm<T>{xp, c}, MeanFinish{mean}, part, stream);
-      device::column_sums(rows_ptr, capacity, c, SquareDevTerm<T>{xp, mean, c}, InvStdFinish{inv, args.eps}, part,
+      // Two passes over the rows instead of four (the statistics are recomputed
+      // here rather than kept from the forward, which returns none).
+      device::column_sums(rows_ptr, capacity, c, ValuePairTerm<T>{xp, gp, c}, MeanAndStoreFinish{{mean}, store_g}, part,
                           stream);
+      device::column_sums(rows_ptr, capacity, c, DevPairTerm<T>{xp, gp, mean, c},
+                          InvStdAndStoreFinish{{inv, args.eps}, store_gx}, part, stream);
     } else {
       bn_running_stats_kernel<<<grid_for(c, k_threads), k_threads, 0, stream>>>(
           args.running_mean.raw(), args.running_mean.dtype(), args.running_var.raw(), args.running_var.dtype(),
           args.eps, mean, inv, c);
       LATTICE_CUDA_LAUNCH_CHECK();
+      device::column_sums(rows_ptr, capacity, c, ValueTerm<T>{gp, c}, store_g, part, stream);
+      device::column_sums(rows_ptr, capacity, c, BnGradXhatTerm<T>{xp, gp, mean, inv, c}, store_gx, part, stream);
     }
-    device::column_sums(
-        rows_ptr, capacity, c, ValueTerm<T>{gp, c},
-        StoreFinish{sum_g, dbias != nullptr ? dbias->raw() : nullptr, dbias != nullptr ? dbias->dtype() : DType::f64},
-        part, stream);
-    device::column_sums(rows_ptr, capacity, c, BnGradXhatTerm<T>{xp, gp, mean, inv, c},
-                        StoreFinish{sum_gx, dweight != nullptr ? dweight->raw() : nullptr,
-                                    dweight != nullptr ? dweight->dtype() : DType::f64},
-                        part, stream);
     if (capacity == 0) return;
     const void* w = args.weight ? args.weight->raw() : nullptr;
     const DType wd = args.weight ? args.weight->dtype() : DType::f32;
