@@ -5,6 +5,7 @@
 #include <string>
 
 #include "lattice/core/error.hpp"
+#include "models/blocks.hpp"
 
 namespace lattice::models {
 
@@ -26,60 +27,9 @@ MinkUNetTrainableConfig MinkUNetTrainableConfig::variant(int depth) {
 
 namespace detail {
 
-// Hands out one initialisation seed per layer, in construction order, so
-// every layer draws different weights and the whole model follows config.seed.
-class SeedCounter {
- public:
-  SeedCounter(const MinkUNetTrainableConfig& c) : config_(c), next_(c.seed * 1000003ULL) {}
-  nn::ParamOptions param() { return {config_.dtype, config_.device, next_++}; }
-  nn::ConvOptions conv(int kernel, int stride) {
-    nn::ConvOptions o;
-    o.kernel_size = Int3{kernel};
-    o.stride = Int3{stride};
-    o.bias = false;  // the following batch norm has the bias
-    o.allow_tf32 = config_.allow_tf32;
-    o.param = param();
-    return o;
-  }
-  std::shared_ptr<nn::BatchNorm> norm(int channels) {
-    // BN parameters start at 1 / 0; the seed is unused but keeps dtype/device.
-    return std::make_shared<nn::BatchNorm>(channels, 1e-5, config_.bn_momentum, true, param());
-  }
-
- private:
-  const MinkUNetTrainableConfig& config_;
-  std::uint64_t next_;
-};
-
-class ResidualBlock : public nn::Module {
- public:
-  ResidualBlock(int cin, int cout, SeedCounter& seeds) {
-    conv1_ = register_module("conv1", std::make_shared<nn::SubmConv3d>(cin, cout, seeds.conv(3, 1)));
-    norm1_ = register_module("norm1", seeds.norm(cout));
-    conv2_ = register_module("conv2", std::make_shared<nn::SubmConv3d>(cout, cout, seeds.conv(3, 1)));
-    norm2_ = register_module("norm2", seeds.norm(cout));
-    if (cin != cout) {
-      shortcut_ = register_module("shortcut", std::make_shared<nn::Conv3d>(cin, cout, seeds.conv(1, 1)));
-      shortcut_norm_ = register_module("shortcut_norm", seeds.norm(cout));
-    }
-  }
-  autograd::Variable forward(const autograd::Variable& x) override {
-    const autograd::Variable s = shortcut_ ? shortcut_norm_->forward(shortcut_->forward(x)) : x;
-    autograd::Variable y = autograd::relu(norm1_->forward(conv1_->forward(x)));
-    y = norm2_->forward(conv2_->forward(y));
-    return autograd::relu(autograd::add(y, s));
-  }
-  std::string type_name() const override { return "ResidualBlock"; }
-
- private:
-  std::shared_ptr<nn::SubmConv3d> conv1_, conv2_;
-  std::shared_ptr<nn::BatchNorm> norm1_, norm2_, shortcut_norm_;
-  std::shared_ptr<nn::Conv3d> shortcut_;
-};
-
 class Stem : public nn::Module {
  public:
-  Stem(int cin, int cout, SeedCounter& seeds) {
+  Stem(int cin, int cout, LayerFactory& seeds) {
     conv1_ = register_module("conv1", std::make_shared<nn::SubmConv3d>(cin, cout, seeds.conv(3, 1)));
     norm1_ = register_module("norm1", seeds.norm(cout));
     conv2_ = register_module("conv2", std::make_shared<nn::SubmConv3d>(cout, cout, seeds.conv(3, 1)));
@@ -99,12 +49,12 @@ class Stem : public nn::Module {
 // k2 s2 conv (c -> c) + BN + ReLU, then the residual blocks (c -> cout first).
 class EncoderStage : public nn::Module {
  public:
-  EncoderStage(int cin, int cout, int blocks, SeedCounter& seeds) {
+  EncoderStage(int cin, int cout, int blocks, LayerFactory& seeds) {
     down_ = register_module("down", std::make_shared<nn::Conv3d>(cin, cin, seeds.conv(2, 2)));
     down_norm_ = register_module("down_norm", seeds.norm(cin));
     for (int b = 0; b < blocks; ++b) {
       blocks_.push_back(register_module("block" + std::to_string(b + 1),
-                                        std::make_shared<ResidualBlock>(b == 0 ? cin : cout, cout, seeds)));
+                                        std::make_shared<BasicBlock>(b == 0 ? cin : cout, cout, seeds)));
     }
   }
   autograd::Variable forward(const autograd::Variable& x) override {
@@ -117,19 +67,19 @@ class EncoderStage : public nn::Module {
  private:
   std::shared_ptr<nn::Conv3d> down_;
   std::shared_ptr<nn::BatchNorm> down_norm_;
-  std::vector<std::shared_ptr<ResidualBlock>> blocks_;
+  std::vector<std::shared_ptr<BasicBlock>> blocks_;
 };
 
 // k2 s2 transposed conv onto the skip level's coordinates + BN + ReLU, cat
 // the skip features, then the residual blocks (cout + skip -> cout first).
 class DecoderStage : public nn::Module {
  public:
-  DecoderStage(int cin, int cout, int skip, int blocks, SeedCounter& seeds) {
+  DecoderStage(int cin, int cout, int skip, int blocks, LayerFactory& seeds) {
     up_ = register_module("up", std::make_shared<nn::ConvTranspose3d>(cin, cout, seeds.conv(2, 2)));
     up_norm_ = register_module("up_norm", seeds.norm(cout));
     for (int b = 0; b < blocks; ++b) {
       blocks_.push_back(register_module("block" + std::to_string(b + 1),
-                                        std::make_shared<ResidualBlock>(b == 0 ? cout + skip : cout, cout, seeds)));
+                                        std::make_shared<BasicBlock>(b == 0 ? cout + skip : cout, cout, seeds)));
     }
   }
   autograd::Variable forward(const autograd::Variable&) override {
@@ -148,7 +98,7 @@ class DecoderStage : public nn::Module {
  private:
   std::shared_ptr<nn::ConvTranspose3d> up_;
   std::shared_ptr<nn::BatchNorm> up_norm_;
-  std::vector<std::shared_ptr<ResidualBlock>> blocks_;
+  std::vector<std::shared_ptr<BasicBlock>> blocks_;
 };
 
 }  // namespace detail
@@ -171,7 +121,7 @@ MinkUNetTrainable::MinkUNetTrainable(const MinkUNetTrainableConfig& config) : co
   for (std::size_t i = 0; i < k_base.size(); ++i) widths_[i] = scaled(k_base[i], config.width);
   const auto& w = widths_;
 
-  detail::SeedCounter seeds(config_);
+  detail::LayerFactory seeds(config_);
   stem_ = register_module("stem", std::make_shared<detail::Stem>(config.in_channels, w[0], seeds));
   for (std::size_t s = 0; s < 4; ++s) {
     encoder_[s] = register_module("enc" + std::to_string(s + 1),

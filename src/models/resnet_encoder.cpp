@@ -7,6 +7,7 @@
 #include "lattice/core/error.hpp"
 #include "lattice/ops/conv_grad.hpp"
 #include "lattice/ops/features.hpp"
+#include "models/blocks.hpp"
 
 namespace lattice::models {
 
@@ -36,107 +37,17 @@ SparseResNetConfig SparseResNetConfig::variant(int depth) {
   return c;
 }
 
-// A namespace of its own: MinkUNetTrainable's blocks live in models::detail,
-// and two different classes of one name would break the one-definition rule.
+// Stem and Stage are this model's own (MinkUNetTrainable has a different
+// detail::Stem): a namespace of their own keeps the one-definition rule.
 namespace resnet_detail {
 
-// Hands out one initialisation seed per layer, in construction order, so
-// every layer draws different weights and the whole model follows config.seed.
-class SeedCounter {
- public:
-  explicit SeedCounter(const SparseResNetConfig& c) : config_(c), next_(c.seed * 1000003ULL) {}
-  nn::ParamOptions param() { return {config_.dtype, config_.device, next_++}; }
-  nn::ConvOptions conv(int kernel, int stride) {
-    nn::ConvOptions o;
-    o.kernel_size = Int3{kernel};
-    o.stride = Int3{stride};
-    o.bias = false;  // the following batch norm has the bias
-    o.allow_tf32 = config_.allow_tf32;
-    o.param = param();
-    return o;
-  }
-  std::shared_ptr<nn::BatchNorm> norm(int channels) {
-    // BN parameters start at 1 / 0; the seed is unused but keeps dtype/device.
-    return std::make_shared<nn::BatchNorm>(channels, 1e-5, config_.bn_momentum, true, param());
-  }
-
- private:
-  const SparseResNetConfig& config_;
-  std::uint64_t next_;
-};
-
-// What BasicBlock and Bottleneck share: the shortcut, registered after the
-// main branch's layers (so names and seeds follow MinkUNetTrainable's order).
-class ResidualBlock : public nn::Module {
- protected:
-  void add_shortcut(int cin, int cout, SeedCounter& seeds) {
-    if (cin == cout) return;  // identity
-    shortcut_ = register_module("shortcut", std::make_shared<nn::Conv3d>(cin, cout, seeds.conv(1, 1)));
-    shortcut_norm_ = register_module("shortcut_norm", seeds.norm(cout));
-  }
-  autograd::Variable shortcut(const autograd::Variable& x) const {
-    return shortcut_ ? shortcut_norm_->forward(shortcut_->forward(x)) : x;
-  }
-
- private:
-  std::shared_ptr<nn::Conv3d> shortcut_;
-  std::shared_ptr<nn::BatchNorm> shortcut_norm_;
-};
-
-class BasicBlock : public ResidualBlock {
- public:
-  BasicBlock(int cin, int cout, SeedCounter& seeds) {
-    conv1_ = register_module("conv1", std::make_shared<nn::SubmConv3d>(cin, cout, seeds.conv(3, 1)));
-    norm1_ = register_module("norm1", seeds.norm(cout));
-    conv2_ = register_module("conv2", std::make_shared<nn::SubmConv3d>(cout, cout, seeds.conv(3, 1)));
-    norm2_ = register_module("norm2", seeds.norm(cout));
-    add_shortcut(cin, cout, seeds);
-  }
-  autograd::Variable forward(const autograd::Variable& x) override {
-    const autograd::Variable s = shortcut(x);
-    autograd::Variable y = autograd::relu(norm1_->forward(conv1_->forward(x)));
-    y = norm2_->forward(conv2_->forward(y));
-    return autograd::relu(autograd::add(y, s));
-  }
-  std::string type_name() const override { return "BasicBlock"; }
-
- private:
-  std::shared_ptr<nn::SubmConv3d> conv1_, conv2_;
-  std::shared_ptr<nn::BatchNorm> norm1_, norm2_;
-};
-
-// 1x1 reduce to cout / 4, subm k3, 1x1 expand to cout. The 1x1 convolutions
-// are stride-1 Conv3d: their output shares the input's key, so add() applies.
-class Bottleneck : public ResidualBlock {
- public:
-  Bottleneck(int cin, int cout, SeedCounter& seeds) {
-    const int planes = cout / 4;
-    conv1_ = register_module("conv1", std::make_shared<nn::Conv3d>(cin, planes, seeds.conv(1, 1)));
-    norm1_ = register_module("norm1", seeds.norm(planes));
-    conv2_ = register_module("conv2", std::make_shared<nn::SubmConv3d>(planes, planes, seeds.conv(3, 1)));
-    norm2_ = register_module("norm2", seeds.norm(planes));
-    conv3_ = register_module("conv3", std::make_shared<nn::Conv3d>(planes, cout, seeds.conv(1, 1)));
-    norm3_ = register_module("norm3", seeds.norm(cout));
-    add_shortcut(cin, cout, seeds);
-  }
-  autograd::Variable forward(const autograd::Variable& x) override {
-    const autograd::Variable s = shortcut(x);
-    autograd::Variable y = autograd::relu(norm1_->forward(conv1_->forward(x)));
-    y = autograd::relu(norm2_->forward(conv2_->forward(y)));
-    y = norm3_->forward(conv3_->forward(y));
-    return autograd::relu(autograd::add(y, s));
-  }
-  std::string type_name() const override { return "Bottleneck"; }
-
- private:
-  std::shared_ptr<nn::Conv3d> conv1_, conv3_;
-  std::shared_ptr<nn::SubmConv3d> conv2_;
-  std::shared_ptr<nn::BatchNorm> norm1_, norm2_, norm3_;
-};
+using detail::BasicBlock;
+using detail::Bottleneck;
+using detail::LayerFactory;
 
 class Stem : public nn::Module {
  public:
-  Stem(int cin, int cout, SeedCounter& seeds) {
+  Stem(int cin, int cout, LayerFactory& seeds) {
     conv_ = register_module("conv", std::make_shared<nn::SubmConv3d>(cin, cout, seeds.conv(3, 1)));
     norm_ = register_module("norm", seeds.norm(cout));
   }
@@ -154,7 +65,7 @@ class Stem : public nn::Module {
 // cout first, then cout -> cout).
 class Stage : public nn::Module {
  public:
-  Stage(int cin, int cout, int blocks, bool downsample, bool bottleneck, SeedCounter& seeds) {
+  Stage(int cin, int cout, int blocks, bool downsample, bool bottleneck, LayerFactory& seeds) {
     if (downsample) {
       down_ = register_module("down", std::make_shared<nn::Conv3d>(cin, cin, seeds.conv(2, 2)));
       down_norm_ = register_module("down_norm", seeds.norm(cin));
@@ -234,7 +145,7 @@ SparseResNet::SparseResNet(const SparseResNetConfig& config) : config_(config) {
   const int expansion = config.bottleneck ? 4 : 1;
   for (std::size_t s = 0; s < 4; ++s) channels_[s] = config.width * (1 << s) * expansion;
 
-  resnet_detail::SeedCounter seeds(config_);
+  detail::LayerFactory seeds(config_);
   stem_ = register_module("stem", std::make_shared<resnet_detail::Stem>(config.in_channels, config.width, seeds));
   int cin = config.width;
   for (std::size_t s = 0; s < 4; ++s) {

@@ -66,7 +66,6 @@ struct MinkUNetTrainableConfig {
 };
 
 namespace detail {
-class ResidualBlock;
 class EncoderStage;
 class DecoderStage;
 class Stem;
