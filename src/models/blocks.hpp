@@ -11,15 +11,29 @@
 // Convolutions have no bias: the batch norm that follows supplies it.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "lattice/autograd.hpp"
+#include "lattice/core/error.hpp"
 #include "lattice/nn/layers.hpp"
 #include "lattice/nn/module.hpp"
 
 namespace lattice::models::detail {
+
+// The configuration checks both trainable models share (the head's class
+// count is each model's own rule).
+template <class Config>
+void check_common_config(const Config& c, const char* op) {
+  check(c.in_channels >= 1, op, "in_channels", "must be positive, got ", c.in_channels);
+  check(c.width >= 1 && c.width <= 1024, op, "width", "must be in [1, 1024], got ", c.width);
+  for (int b : c.blocks) check(b >= 1 && b <= 64, op, "blocks", "every entry must be in [1, 64], got ", b);
+  check(std::isfinite(c.bn_momentum) && c.bn_momentum >= 0 && c.bn_momentum <= 1, op, "bn_momentum",
+        "must be in [0, 1], got ", c.bn_momentum);
+  check<TypeError>(is_floating(c.dtype), op, "dtype", "must be floating, got ", dtype_name(c.dtype));
+}
 
 // Hands out one initialisation seed per layer, in construction order, so
 // every layer draws different weights and the whole model follows `seed`.

@@ -109,13 +109,8 @@ int scaled(int base, int width) { return std::max(1, static_cast<int>(std::lroun
 
 MinkUNetTrainable::MinkUNetTrainable(const MinkUNetTrainableConfig& config) : config_(config) {
   constexpr const char* op = "MinkUNetTrainable";
-  check(config.in_channels >= 1, op, "in_channels", "must be positive, got ", config.in_channels);
+  detail::check_common_config(config, op);
   check(config.num_classes >= 1, op, "num_classes", "must be positive, got ", config.num_classes);
-  check(config.width >= 1 && config.width <= 1024, op, "width", "must be in [1, 1024], got ", config.width);
-  for (int b : config.blocks) check(b >= 1 && b <= 64, op, "blocks", "every entry must be in [1, 64], got ", b);
-  check(std::isfinite(config.bn_momentum) && config.bn_momentum >= 0 && config.bn_momentum <= 1, op, "bn_momentum",
-        "must be in [0, 1], got ", config.bn_momentum);
-  check<TypeError>(is_floating(config.dtype), op, "dtype", "must be floating, got ", dtype_name(config.dtype));
 
   constexpr std::array<int, 9> k_base{32, 32, 64, 128, 256, 256, 128, 96, 96};
   for (std::size_t i = 0; i < k_base.size(); ++i) widths_[i] = scaled(k_base[i], config.width);

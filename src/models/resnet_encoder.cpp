@@ -134,13 +134,8 @@ autograd::Variable pooled_linear(const autograd::Variable& x, const autograd::Va
 
 SparseResNet::SparseResNet(const SparseResNetConfig& config) : config_(config) {
   constexpr const char* op = "SparseResNet";
-  check(config.in_channels >= 1, op, "in_channels", "must be positive, got ", config.in_channels);
+  detail::check_common_config(config, op);
   check(config.num_classes >= 0, op, "num_classes", "must be >= 0 (0: no head), got ", config.num_classes);
-  check(config.width >= 1 && config.width <= 1024, op, "width", "must be in [1, 1024], got ", config.width);
-  for (int b : config.blocks) check(b >= 1 && b <= 64, op, "blocks", "every entry must be in [1, 64], got ", b);
-  check(std::isfinite(config.bn_momentum) && config.bn_momentum >= 0 && config.bn_momentum <= 1, op, "bn_momentum",
-        "must be in [0, 1], got ", config.bn_momentum);
-  check<TypeError>(is_floating(config.dtype), op, "dtype", "must be floating, got ", dtype_name(config.dtype));
 
   const int expansion = config.bottleneck ? 4 : 1;
   for (std::size_t s = 0; s < 4; ++s) channels_[s] = config.width * (1 << s) * expansion;
