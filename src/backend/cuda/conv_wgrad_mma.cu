@@ -62,22 +62,44 @@ __global__ void __launch_bounds__(WM* WN * 32) k_wgrad_mma(WgradLaunch p) {
   const T* x = static_cast<const T*>(p.x);
   const T* dy = static_cast<const T*>(p.dy);
 
-  auto load_stage = [&](int slot, std::int64_t e0) {
+  // Each thread copies fixed chunks of a stage: kx chunks of x rows and kd of
+  // dy rows. Their edges' row indices are loaded into registers one stage
+  // ahead (fetch_rows), so the dependent index load is off the critical path.
+  constexpr int kx = k_be * (BM / vec) / threads, kd = k_be * (BN / vec) / threads;
+  static_assert(kx * threads == k_be * (BM / vec) && kd * threads == k_be * (BN / vec));
+  struct Rows {
+    std::int32_t in[kx], out[kd];
+  };
+  auto fetch_rows = [&](std::int64_t e0, Rows& rows) {
+#pragma unroll
+    for (int u = 0; u < kx; ++u) {
+      const std::int64_t e = e0 + (tid + u * threads) / (BM / vec);
+      rows.in[u] = e < hi ? (p.pairs ? p.pairs[2 * (begin + e)] : static_cast<std::int32_t>(e)) : -1;
+    }
+#pragma unroll
+    for (int u = 0; u < kd; ++u) {
+      const std::int64_t e = e0 + (tid + u * threads) / (BN / vec);
+      rows.out[u] = e < hi ? (p.pairs ? p.pairs[2 * (begin + e) + 1] : static_cast<std::int32_t>(e)) : -1;
+    }
+  };
+  auto load_stage = [&](int slot, const Rows& rows) {
     T* xd = xs + slot * k_be * xs_stride;
     T* dd = ds + slot * k_be * ds_stride;
-    for (int q = tid; q < k_be * (BM / vec); q += threads) {
+#pragma unroll
+    for (int u = 0; u < kx; ++u) {
+      const int q = tid + u * threads;
       const int r = q / (BM / vec), cc = (q % (BM / vec)) * vec;
-      const std::int64_t e = e0 + r;
-      const bool valid = e < hi && ci0 + cc < p.cin;
-      const std::int64_t i = !valid ? 0 : (p.pairs ? p.pairs[2 * (begin + e)] : e);
-      device::cp_async_16(xd + r * xs_stride + cc, valid ? x + i * p.cin + ci0 + cc : x, valid);
+      const bool valid = rows.in[u] >= 0 && ci0 + cc < p.cin;
+      const T* src = valid ? x + static_cast<std::int64_t>(rows.in[u]) * p.cin + ci0 + cc : x;
+      device::cp_async_16(xd + r * xs_stride + cc, src, valid);
     }
-    for (int q = tid; q < k_be * (BN / vec); q += threads) {
+#pragma unroll
+    for (int u = 0; u < kd; ++u) {
+      const int q = tid + u * threads;
       const int r = q / (BN / vec), cc = (q % (BN / vec)) * vec;
-      const std::int64_t e = e0 + r;
-      const bool valid = e < hi && co0 + cc < p.cout;
-      const std::int64_t o = !valid ? 0 : (p.pairs ? p.pairs[2 * (begin + e) + 1] : e);
-      device::cp_async_16(dd + r * ds_stride + cc, valid ? dy + o * p.cout + co0 + cc : dy, valid);
+      const bool valid = rows.out[u] >= 0 && co0 + cc < p.cout;
+      const T* src = valid ? dy + static_cast<std::int64_t>(rows.out[u]) * p.cout + co0 + cc : dy;
+      device::cp_async_16(dd + r * ds_stride + cc, src, valid);
     }
   };
 
@@ -147,20 +169,24 @@ __global__ void __launch_bounds__(WM* WN * 32) k_wgrad_mma(WgradLaunch p) {
 
   const int total = static_cast<int>((hi - lo + k_be - 1) / k_be);
   std::int64_t fetch = lo;
+  Rows rows;
 #pragma unroll
   for (int st = 0; st < k_stages - 1; ++st) {
     if (fetch < hi) {
-      load_stage(st, fetch);
+      fetch_rows(fetch, rows);
+      load_stage(st, rows);
       fetch += k_be;
     }
     device::cp_async_commit();
   }
+  if (fetch < hi) fetch_rows(fetch, rows);  // consumed in the first iteration
   for (int t = 0; t < total; ++t) {
     device::cp_async_wait<k_stages - 2>();
     __syncthreads();
     if (fetch < hi) {
-      load_stage((t + k_stages - 1) % k_stages, fetch);
+      load_stage((t + k_stages - 1) % k_stages, rows);
       fetch += k_be;
+      if (fetch < hi) fetch_rows(fetch, rows);  // the next stage's indices, in flight during compute
     }
     device::cp_async_commit();
     compute(t % k_stages);
