@@ -11,7 +11,8 @@
 // and each `bk`-wide chunk of C_in, the input rows named by the map are
 // gathered into shared memory with cp.async (zero fill for missing
 // neighbours) together with the weight slice W[k][chunk], in a multi-stage
-// pipeline, and multiplied on the tensor cores. Each output element is written
+// pipeline, and multiplied on the tensor cores. The map entries of the next
+// offset are read into registers a stage ahead. Each output element is written
 // once, by one thread, in the epilogue (bias, rounding).
 #include "backend/cuda/conv_kernels.hpp"
 #include "backend/cuda/device/common.cuh"
@@ -96,16 +97,28 @@ __global__ void __launch_bounds__(WM* WN * 32) k_conv_mma(ConvLaunch p) {
 
   const T* x = static_cast<const T*>(p.x);
   const T* w = static_cast<const T*>(p.w);
+  // Each thread copies fixed chunks of the A tile; the input rows they gather
+  // are loaded into registers one stage ahead (fetch_rows, only when the
+  // offset changes), keeping the dependent map load off the critical path.
+  constexpr int na = BM * (BK / vec) / threads;
+  static_assert(na * threads == BM * (BK / vec));
+  std::int32_t rows[na];
+  auto fetch_rows = [&](int k) {
+#pragma unroll
+    for (int u = 0; u < na; ++u) {
+      const std::int64_t j = row0 + (tid + u * threads) / (BK / vec);
+      rows[u] = j < count ? (p.map ? p.map[j * p.volume + k] : static_cast<std::int32_t>(j)) : -1;
+    }
+  };
   auto load_stage = [&](int slot, int k, int c0) {
     T* a_dst = as + slot * BM * a_stride;
     T* b_dst = bs + slot * BK * b_stride;
-    for (int q = tid; q < BM * (BK / vec); q += threads) {
+#pragma unroll
+    for (int u = 0; u < na; ++u) {
+      const int q = tid + u * threads;
       const int r = q / (BK / vec), cc = (q % (BK / vec)) * vec;
-      const std::int64_t j = row0 + r;
-      std::int32_t i = -1;
-      if (j < count) i = p.map ? p.map[j * p.volume + k] : static_cast<std::int32_t>(j);
-      const bool valid = i >= 0 && c0 + cc < p.cin;
-      const T* src = valid ? x + static_cast<std::int64_t>(i) * p.cin + c0 + cc : w;
+      const bool valid = rows[u] >= 0 && c0 + cc < p.cin;
+      const T* src = valid ? x + static_cast<std::int64_t>(rows[u]) * p.cin + c0 + cc : w;
       device::cp_async_16(a_dst + r * a_stride + cc, src, valid);
     }
     const T* wk = w + static_cast<std::int64_t>(k) * p.cin * p.cout;
@@ -192,20 +205,30 @@ __global__ void __launch_bounds__(WM* WN * 32) k_conv_mma(ConvLaunch p) {
   int total = 0;
   for (int wd = 0; wd < p.words; ++wd) total += __popc(tile_mask[wd]);
   total *= chunks;
+  int rows_k = -1;  // the offset whose rows `rows` holds
+  auto prefetch = [&] {
+    if (fetch_k < p.volume && fetch_k != rows_k) {
+      fetch_rows(fetch_k);
+      rows_k = fetch_k;
+    }
+  };
 #pragma unroll
   for (int s = 0; s < S - 1; ++s) {
     if (fetch_k < p.volume) {
+      prefetch();
       load_stage(s, fetch_k, fetch_c);
       advance(fetch_k, fetch_c);
     }
     device::cp_async_commit();
   }
+  prefetch();  // consumed in the first iteration
   for (int t = 0; t < total; ++t) {
     device::cp_async_wait<S - 2>();
     __syncthreads();
     if (fetch_k < p.volume) {
       load_stage((t + S - 1) % S, fetch_k, fetch_c);
       advance(fetch_k, fetch_c);
+      prefetch();  // the next offset's rows, in flight during compute
     }
     device::cp_async_commit();
     compute(t % S);
