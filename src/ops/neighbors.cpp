@@ -195,7 +195,7 @@ Array gather_neighbor_features(const Array& feats, const NeighborRelation& relat
   if (idx.device().is_cpu()) {
     cpu::gather_neighbors(feats, idx, out);
   } else {
-    cuda::gather_neighbors(feats, idx, out);
+    cuda::gather_neighbors(feats, idx, out, op);  // bad indices: a sticky device error
   }
   return out;
 }

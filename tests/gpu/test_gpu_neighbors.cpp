@@ -222,6 +222,12 @@ TEST_F(GpuNeighbors, DeviceValuesAreReportedThroughTheStickyError) {
       },
       {"'query.batch_indices'"});
   const auto rel = ops::knn_relation(q.set(k_gpu), s.set(k_gpu), 3);
+  // A hand-built relation with an index past the source rows: the CPU's error, raised at the next sync.
+  const ops::NeighborRelation hand{Array::from_vector<std::int32_t>({0, -1, 99, 100}, Shape{2, 2}, k_gpu),
+                                   Array::zeros(Shape{2, 2}, DType::f32, k_gpu), 100};
+  (void)ops::gather_neighbor_features(Array::zeros(Shape{100, 2}, DType::f32, k_gpu), hand);
+  expect_error<ValueError>([] { synchronize(k_gpu); },
+                           {"[gather_neighbor_features]", "'relation'", "index 100 at (1, 1)", "outside [-1, 100)"});
   expect_error<DeviceError>(
       [&] {
         ops::gather_neighbor_features(Array::zeros(Shape{100, 2}, DType::f32), rel);

@@ -39,6 +39,6 @@ void voxel_centers(const Array& coords, const std::int32_t stride[3], Array& poi
 
 // out (Nq, K, C) = feats[indices] with zeros for -1 or an index outside
 // [0, feats rows).
-void gather_neighbors(const Array& feats, const Array& indices, Array& out);
+void gather_neighbors(const Array& feats, const Array& indices, Array& out, const char* op);
 
 }  // namespace lattice::cuda

@@ -22,9 +22,10 @@ enum class ErrorCode : int {
   negative_count = 44,          // values: batch item, count
   batch_beyond_counts = 45,     // values: row, batch, number of counts
   // Row maps with -1 for absent (sets.cu, devoxelize.cu) and Morton codes (sets.cu).
-  row_or_absent_out_of_range = 60,  // values: position, row, active rows
-  morton_batch_range = 61,          // values: row, batch
-  voxel_map_out_of_range = 62,      // values: point, entry, active rows
+  row_or_absent_out_of_range = 60,   // values: position, row, active rows
+  morton_batch_range = 61,           // values: row, batch
+  voxel_map_out_of_range = 62,       // values: point, entry, active rows
+  neighbor_index_out_of_range = 63,  // values: query row, neighbour slot, index, source rows
   // Training (train.cu).
   label_out_of_range = 80,       // values: row, label, classes
   prediction_out_of_range = 81,  // values: row, predicted class, classes

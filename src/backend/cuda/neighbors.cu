@@ -390,12 +390,18 @@ __global__ void centers_kernel(const std::int32_t* __restrict__ coords, std::int
   }
 }
 
+// An index outside [-1, rows) (a hand-built relation; the searches never
+// make one) is a sticky error, as the CPU's check; its slot reads as absent.
 template <class U>
 __global__ void gather_kernel(const U* __restrict__ feats, std::int64_t rows, const std::int32_t* __restrict__ idx,
-                              std::int64_t slots, std::int64_t c, U* __restrict__ out) {
+                              std::int64_t slots, std::int64_t k, std::int64_t c, U* __restrict__ out, ErrorSlot* err,
+                              int op) {
   LATTICE_GRID_LOOP(e, slots * c) {
     const std::int64_t slot = e / c;
     const std::int32_t r = idx[slot];
+    if ((r < -1 || r >= rows) && e - slot * c == 0) {
+      device::record_error(err, ErrorCode::neighbor_index_out_of_range, op, slot / k, slot % k, r, rows);
+    }
     // Zero bits are 0.0 in every floating dtype.
     out[e] = r >= 0 && r < rows ? feats[static_cast<std::int64_t>(r) * c + (e - slot * c)] : U{0};
   }
@@ -403,11 +409,11 @@ __global__ void gather_kernel(const U* __restrict__ feats, std::int64_t rows, co
 
 // Feature rows are copied as raw words of the dtype's size.
 template <class U>
-void launch_gather(const Array& feats, const Array& indices, Array& out) {
+void launch_gather(const Array& feats, const Array& indices, Array& out, const char* op) {
   const std::int64_t slots = indices.numel(), c = feats.dim(1);
   gather_kernel<U><<<grid_for(slots * c, k_threads), k_threads, 0, stream_of(feats.device())>>>(
-      static_cast<const U*>(feats.raw()), feats.dim(0), ptr<const std::int32_t>(indices), slots, c,
-      static_cast<U*>(out.raw()));
+      static_cast<const U*>(feats.raw()), feats.dim(0), ptr<const std::int32_t>(indices), slots, indices.dim(1), c,
+      static_cast<U*>(out.raw()), error_slot(feats.device().index), op_id(op));
   LATTICE_CUDA_LAUNCH_CHECK();
 }
 
@@ -484,19 +490,19 @@ void voxel_centers(const Array& coords, const std::int32_t stride[3], Array& poi
   LATTICE_CUDA_LAUNCH_CHECK();
 }
 
-void gather_neighbors(const Array& feats, const Array& indices, Array& out) {
+void gather_neighbors(const Array& feats, const Array& indices, Array& out, const char* op) {
   const std::int64_t slots = indices.numel();
   const std::int64_t c = feats.dim(1);
   if (slots == 0 || c == 0) return;
   switch (itemsize(feats.dtype())) {
     case 2:
-      launch_gather<std::uint16_t>(feats, indices, out);
+      launch_gather<std::uint16_t>(feats, indices, out, op);
       break;
     case 4:
-      launch_gather<std::uint32_t>(feats, indices, out);
+      launch_gather<std::uint32_t>(feats, indices, out, op);
       break;
     default:
-      launch_gather<std::uint64_t>(feats, indices, out);
+      launch_gather<std::uint64_t>(feats, indices, out, op);
       break;
   }
 }

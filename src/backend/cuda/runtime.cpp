@@ -251,6 +251,9 @@ void raise_recorded_error(int device) {
     case ErrorCode::voxel_map_out_of_range:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'point_voxel_map': entry ", v[0], " is ", v[1],
                                                ", outside [-1, ", v[2], ") (recorded on cuda:", device, ")"));
+    case ErrorCode::neighbor_index_out_of_range:
+      throw ValueError(lattice::detail::concat("[", op, "] argument 'relation': index ", v[2], " at (", v[0], ", ",
+                                               v[1], ") is outside [-1, ", v[3], ") (recorded on cuda:", device, ")"));
     case ErrorCode::label_out_of_range:
       throw ValueError(lattice::detail::concat("[", op, "] argument 'labels': row ", v[0], " has label ", v[1],
                                                ", outside [0, ", v[2],

@@ -12,6 +12,6 @@ void neighbor_search(const NeighborPoints&, const NeighborPoints&, const Neighbo
   not_compiled(op);
 }
 void voxel_centers(const Array&, const std::int32_t*, Array&, Array&) { not_compiled("voxel_centers"); }
-void gather_neighbors(const Array&, const Array&, Array&) { not_compiled("gather_neighbor_features"); }
+void gather_neighbors(const Array&, const Array&, Array&, const char*) { not_compiled("gather_neighbor_features"); }
 
 }  // namespace lattice::cuda
