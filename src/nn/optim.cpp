@@ -178,7 +178,7 @@ void AdamW::step() {
     if (!state_[i].has_value()) {
       const DType sd = state_dtype(p.value.dtype());
       state_[i] = Slot{Array::zeros(p.value.shape(), sd, p.value.device()),
-                       Array::zeros(p.value.shape(), sd, p.value.device()), 0};
+                       Array::zeros(p.value.shape(), sd, p.value.device()), 0, std::nullopt};
     }
     Slot& s = *state_[i];
     s.step += 1;
@@ -192,10 +192,20 @@ void AdamW::step() {
                                 std::sqrt(1.0 - std::pow(options_.beta2, t)),
                                 options_.eps};
     if (p.value.numel() == 0) continue;
+    const bool master = options_.master_weights && (p.value.dtype() == DType::f16 || p.value.dtype() == DType::bf16);
+    if (master && !s.master) s.master = p.value.astype(DType::f32);  // first step, or state loaded without one
+    // With a master copy the float32 update runs on it (the gradient widened
+    // exactly), then the parameter takes its rounding in place.
+    const Array& target = master ? *s.master : p.value;
+    const Array grad = master ? p.grad->astype(DType::f32) : *p.grad;
     if (p.value.device().is_cuda()) {
-      cuda::adamw_update(p.value, *p.grad, s.exp_avg, s.exp_avg_sq, u);
+      cuda::adamw_update(target, grad, s.exp_avg, s.exp_avg_sq, u);
     } else {
-      cpu::adamw_update(p.value, *p.grad, s.exp_avg, s.exp_avg_sq, u);
+      cpu::adamw_update(target, grad, s.exp_avg, s.exp_avg_sq, u);
+    }
+    if (master) {
+      const Array rounded = s.master->astype(p.value.dtype());
+      copy_bytes(p.value.raw(), p.value.device(), rounded.raw(), rounded.device(), rounded.nbytes());
     }
   }
 }
@@ -207,13 +217,14 @@ StateDict AdamW::state_dict() const {
     out.emplace_back(state_name(i, "exp_avg"), state_[i]->exp_avg.to(Device::cpu()).clone());
     out.emplace_back(state_name(i, "exp_avg_sq"), state_[i]->exp_avg_sq.to(Device::cpu()).clone());
     out.emplace_back(state_name(i, "step"), Array::scalar<std::int64_t>(state_[i]->step, Device::cpu()));
+    if (state_[i]->master) out.emplace_back(state_name(i, "master"), state_[i]->master->to(Device::cpu()).clone());
   }
   return out;
 }
 
 void AdamW::load_state_dict(const StateDict& state) {
   struct Partial {
-    std::optional<Array> m, v;
+    std::optional<Array> m, v, master;
     std::optional<std::int64_t> step;
   };
   check_unique_names(state, op_);
@@ -221,10 +232,10 @@ void AdamW::load_state_dict(const StateDict& state) {
   for (const auto& [name, a] : state) {
     std::size_t i = 0;
     std::string field;
-    const bool known =
-        parse_state_name(name, i, field) && (field == "exp_avg" || field == "exp_avg_sq" || field == "step");
+    const bool known = parse_state_name(name, i, field) &&
+                       (field == "exp_avg" || field == "exp_avg_sq" || field == "step" || field == "master");
     check(known, op_, "state", "unknown entry '", name,
-          "' (AdamW state holds state.<i>.exp_avg, .exp_avg_sq and .step)");
+          "' (AdamW state holds state.<i>.exp_avg, .exp_avg_sq, .step and, with master weights, .master)");
     check(i < params_.size(), op_, "state", "entry '", name, "' names parameter ", i, " but there are ",
           params_.size());
     if (field == "step") {
@@ -233,6 +244,11 @@ void AdamW::load_state_dict(const StateDict& state) {
       const std::int64_t step = a.item_int();
       check(step >= 0, op_, name, "must be >= 0 (got ", step, ")");
       parts[i].step = step;
+    } else if (field == "master") {
+      const DType pd = params_[i]->value.dtype();
+      check(pd == DType::f16 || pd == DType::bf16, op_, name, "a master copy belongs to a 16-bit parameter; parameter ",
+            i, " is ", dtype_name(pd));
+      parts[i].master = load_state_array(a, params_[i]->value, op_, name);
     } else {
       (field == "exp_avg" ? parts[i].m : parts[i].v) = load_state_array(a, params_[i]->value, op_, name);
     }
@@ -240,11 +256,11 @@ void AdamW::load_state_dict(const StateDict& state) {
   std::vector<std::optional<Slot>> next(params_.size());
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const Partial& p = parts[i];
-    const bool any = p.m || p.v || p.step;
+    const bool any = p.m || p.v || p.step || p.master;
     if (!any) continue;
     check(p.m && p.v && p.step, op_, "state", "parameter ", i,
           " needs all of exp_avg, exp_avg_sq and step (some are missing)");
-    next[i] = Slot{*p.m, *p.v, *p.step};
+    next[i] = Slot{*p.m, *p.v, *p.step, p.master};
   }
   state_ = std::move(next);
 }

@@ -520,5 +520,82 @@ TEST(Metrics, Errors) {
   expect_error<ValueError>([&] { nn::accuracy(Array::zeros(Shape{2, 3}, DType::i64)); }, {"'confusion'", "square"});
 }
 
+// Mixed precision: a float16 parameter at 1.0 takes AdamW steps of about
+// 1e-4 (Adam normalises the step to lr), a fifth of half an ulp of float16 at
+// 1.0 (2^-11). Without a master copy every update rounds away; with one the
+// float32 copy follows the float64 reference and the parameter is its rounding.
+TEST(Optim, AdamWMasterWeightsKeepSubUlpUpdates) {
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const double lr = dtype == DType::f16 ? 1e-4 : 1e-3;  // bf16's half ulp at 1.0 is 2^-8
+    auto run = [&](nn::Parameter& p, AdamW& opt, AdamRef& ref, std::vector<double>& ref_p) {
+      for (int s = 0; s < 12; ++s) {
+        const Array g = Array::full(Shape{4}, dtype, s % 3 == 0 ? -1.0 : 1.0, Device::cpu());
+        p->grad = g;
+        opt.step();
+        ref.step(ref_p, to_doubles(g));
+      }
+    };
+    const AdamWOptions plain{.lr = lr, .weight_decay = 0.0};
+    AdamWOptions mixed = plain;
+    mixed.master_weights = true;
+    // Plain: the parameter never moves.
+    {
+      nn::Parameter p = nn::make_parameter(Array::full(Shape{4}, dtype, 1.0, Device::cpu()));
+      AdamW opt({p}, plain);
+      AdamRef ref{plain};
+      std::vector<double> ref_p(4, 1.0);
+      run(p, opt, ref, ref_p);
+      for (double v : to_doubles(p->value)) EXPECT_EQ(v, 1.0);
+      for (const auto& [name, a] : opt.state_dict()) EXPECT_EQ(name.find("master"), std::string::npos) << name;
+    }
+    // Master weights: the copy tracks the reference, the parameter is its rounding.
+    nn::Parameter p = nn::make_parameter(Array::full(Shape{4}, dtype, 1.0, Device::cpu()));
+    const Array original = p->value;
+    AdamW opt({p}, mixed);
+    AdamRef ref{mixed};
+    std::vector<double> ref_p(4, 1.0);
+    run(p, opt, ref, ref_p);
+    const nn::StateDict state = opt.state_dict();
+    const Array* master = nullptr;
+    for (const auto& [name, a] : state)
+      if (name == "state.0.master") master = &a;
+    ASSERT_NE(master, nullptr);
+    EXPECT_EQ(master->dtype(), DType::f32);
+    const std::vector<double> m = to_doubles(*master), v = to_doubles(p->value);
+    const std::vector<double> rounded = to_doubles(master->astype(dtype));
+    for (std::size_t i = 0; i < 4; ++i) {
+      EXPECT_NEAR(m[i], ref_p[i], 1e-6) << i;
+      EXPECT_LT(m[i], 1.0) << i;  // the net update is negative (2 of 3 gradients positive)
+      EXPECT_EQ(v[i], rounded[i]) << i;
+    }
+    EXPECT_TRUE(p->value.shares_buffer_with(original)) << "step() must update the parameter in place";
+    // The state round trip resumes bit for bit, master copy included.
+    nn::Parameter q = nn::make_parameter(p->value.clone());
+    AdamW resumed({q}, mixed);
+    resumed.load_state_dict(state);
+    const Array g = Array::full(Shape{4}, dtype, 1.0, Device::cpu());
+    p->grad = g;
+    q->grad = g;
+    opt.step();
+    resumed.step();
+    EXPECT_EQ(to_doubles(q->value), to_doubles(p->value));
+  }
+  // A master copy for a float32 parameter is rejected by name.
+  nn::Parameter f = nn::make_parameter(Array::full(Shape{2}, DType::f32, 1.0, Device::cpu()));
+  AdamW opt({f}, {.master_weights = true});
+  const nn::StateDict bad{{"state.0.exp_avg", Array::zeros(Shape{2}, DType::f32)},
+                          {"state.0.exp_avg_sq", Array::zeros(Shape{2}, DType::f32)},
+                          {"state.0.step", Array::scalar<std::int64_t>(1, Device::cpu())},
+                          {"state.0.master", Array::zeros(Shape{2}, DType::f32)}};
+  try {
+    opt.load_state_dict(bad);
+    ADD_FAILURE() << "expected an error";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("state.0.master"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("16-bit"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace lattice::testing

@@ -77,6 +77,8 @@ TEST_F(GpuTrain, OptimizersMatchCpu) {
       compare_optimizer<nn::SGD>(nn::SGDOptions{0.02, 0.8, 0.0, 0.05, true}, dt, s, seed++);
       compare_optimizer<nn::AdamW>(nn::AdamWOptions{}, dt, s, seed++);
       compare_optimizer<nn::AdamW>(nn::AdamWOptions{0.01, 0.8, 0.99, 1e-6, 0.1}, dt, s, seed++);
+      // Mixed precision: the float32 master copies (in the state dicts) match too.
+      compare_optimizer<nn::AdamW>(nn::AdamWOptions{0.01, 0.8, 0.99, 1e-6, 0.1, true}, dt, s, seed++);
     }
   }
 }

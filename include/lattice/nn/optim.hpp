@@ -6,15 +6,18 @@
 //
 // Dtypes: float64 parameters keep float64 state; float32, float16 and
 // bfloat16 parameters keep float32 state and compute in float32, rounding the
-// new value once to the storage type (no float32 master copy: an update
+// new value once to the storage type. Without a float32 master copy an update
 // smaller than half an ulp of a 16-bit value is lost, as in plain PyTorch
-// half training). Updates are elementwise and deterministic on both backends;
+// half training; AdamWOptions::master_weights keeps one per 16-bit parameter
+// (mixed-precision training: the float32 copy is updated and rounded into the
+// parameter after every step). Updates are elementwise and deterministic on both backends;
 // the CUDA path enqueues kernels on the parameter's device and never waits.
 //
 // State dictionaries (name -> Array, for save_safetensors):
 //   "state.<i>.momentum_buffer"            SGD with momentum
 //   "state.<i>.exp_avg", ".exp_avg_sq"     AdamW
 //   "state.<i>.step"                       AdamW, int64 scalar on the CPU
+//   "state.<i>.master"                     AdamW with master_weights, 16-bit parameters (float32)
 // where i is the parameter's position in the list given to the constructor.
 // state_dict() returns copies on the CPU, by parameter index; load_state_dict()
 // validates every entry (known and unique name, index, shape, dtype, step >= 0,
@@ -91,6 +94,10 @@ struct AdamWOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 1e-2;
+  // Keep a float32 master copy of every float16 / bfloat16 parameter: the
+  // update runs on the copy and the parameter receives its rounding, so
+  // updates smaller than a 16-bit ulp accumulate instead of vanishing.
+  bool master_weights = false;
 };
 
 // t += 1; p *= 1 - lr * weight_decay; m = beta1 * m + (1 - beta1) * g;
@@ -109,6 +116,7 @@ class AdamW final : public Optimizer {
     Array exp_avg;
     Array exp_avg_sq;
     std::int64_t step = 0;
+    std::optional<Array> master;  // float32 copy of a 16-bit parameter (master_weights)
   };
   AdamWOptions options_;
   std::vector<std::optional<Slot>> state_;
