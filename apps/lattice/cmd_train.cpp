@@ -79,7 +79,7 @@ class ProgressBar {
 int cmd_train(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"steps", "width", "voxel-size", "lr", "seed", "device", "out", "eval-scans", "train-scans",
-                   "variant", "threads", "azimuth-steps"},
+                   "variant", "threads", "azimuth-steps", "dtype"},
                   {});
   check(args.positional().empty(), k_op, "arguments", "takes no positional arguments, got '", args.positional()[0],
         "'");
@@ -94,6 +94,12 @@ int cmd_train(const std::vector<std::string>& argv) {
   const int variant = static_cast<int>(args.int_or("variant", 18));
   const std::string out = args.string_or("out", "minkunet_train.safetensors");
   const std::string device_arg = args.string_or("device", "cpu");
+  // float16 / bfloat16: mixed precision (16-bit activations and parameters,
+  // float32 master weights in AdamW, float32 accumulation in every kernel).
+  const std::string dtype_arg = args.string_or("dtype", "float32");
+  check(dtype_arg == "float32" || dtype_arg == "float16" || dtype_arg == "bfloat16", k_op, "--dtype",
+        "expected float32, float16 or bfloat16, got '", dtype_arg, "'");
+  const DType dtype = dtype_arg == "float16" ? DType::f16 : (dtype_arg == "bfloat16" ? DType::bf16 : DType::f32);
   check(steps >= 1 && steps <= 1000000, k_op, "--steps", "must be in [1, 1000000], got ", steps);
   check(width >= 1 && width <= 256, k_op, "--width", "must be in [1, 256], got ", width);
   check(std::isfinite(voxel_size) && voxel_size >= 0.01 && voxel_size <= 10, k_op, "--voxel-size",
@@ -117,15 +123,21 @@ int cmd_train(const std::vector<std::string>& argv) {
   config.width = width;
   config.seed = seed;
   config.device = device;
+  config.dtype = dtype;
   models::MinkUNetTrainable model(config);
+  auto in_dtype = [dtype](seg::Sample s) {
+    s.x = s.x.replace_feats(s.x.feats().astype(dtype));
+    return s;
+  };
 
   const auto t_data = std::chrono::steady_clock::now();
   std::vector<seg::Sample> train;
   // The classes the model is taught: those labelling a voxel of some training scan.
   std::array<bool, k_num_classes> known{};
   for (int i = 0; i < train_scans; ++i) {
-    train.push_back(seg::make_sample(seg::simulated_scan(seg::k_train_seed + static_cast<std::uint64_t>(i), scene),
-                                     voxel_size, device, true, k_op));
+    train.push_back(
+        in_dtype(seg::make_sample(seg::simulated_scan(seg::k_train_seed + static_cast<std::uint64_t>(i), scene),
+                                  voxel_size, device, true, k_op)));
     check(!train.back().point_labels.empty(), k_op, "scan", "the simulated scan ",
           seg::k_train_seed + static_cast<std::uint64_t>(i), " has no labels");
     for (int c = 0; c < k_num_classes; ++c) known[c] = known[c] || train.back().voxel_classes[c];
@@ -148,6 +160,8 @@ int cmd_train(const std::vector<std::string>& argv) {
           .c_str(),
       voxel_size, data_s);
   std::printf("classes: %s (the ones labelling the training voxels)\n", seg::class_list(known).c_str());
+  std::printf("dtype:   %s%s\n", std::string(dtype_name(dtype)).c_str(),
+              dtype == DType::f32 ? "" : " (mixed precision: float32 master weights in AdamW)");
   std::printf("optim:   AdamW lr %.3g (cosine to 0), weight decay 1e-4, %d steps, one scan per step, seed %llu\n", lr,
               steps, static_cast<unsigned long long>(seed));
   std::printf(
@@ -156,7 +170,7 @@ int cmd_train(const std::vector<std::string>& argv) {
           ? ("cpu, " + std::to_string(info.cpu_threads) + (info.cpu_threads == 1 ? " thread" : " threads")).c_str()
           : device.str().c_str());
 
-  nn::AdamW opt(model.parameters(), {.lr = lr, .weight_decay = 1e-4});
+  nn::AdamW opt(model.parameters(), {.lr = lr, .weight_decay = 1e-4, .master_weights = dtype != DType::f32});
   const nn::CrossEntropyParams ce{.ignore_index = k_ignore};
   model.train();
   const auto t_train = std::chrono::steady_clock::now();
@@ -186,8 +200,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   const auto t_eval = std::chrono::steady_clock::now();
   std::int64_t eval_points = 0;
   for (int i = 0; i < eval_scans; ++i) {
-    const seg::Sample s = seg::make_sample(seg::simulated_scan(seg::k_eval_seed + static_cast<std::uint64_t>(i), scene),
-                                           voxel_size, device, true, k_op);
+    const seg::Sample s = in_dtype(seg::make_sample(
+        seg::simulated_scan(seg::k_eval_seed + static_cast<std::uint64_t>(i), scene), voxel_size, device, true, k_op));
     autograd::NoGradGuard no_grad;
     const SparseTensor logits = model.forward(autograd::Variable(s.x)).sparse();
     const std::vector<std::int32_t> point_pred = seg::point_predictions(logits, s.point_voxel);
@@ -209,8 +223,12 @@ int cmd_train(const std::vector<std::string>& argv) {
                        .voxel_size = voxel_size,
                        .known_classes = known,
                        .description = {}};
-  io::save_safetensors(out, model.state_dict(),
-                       seg::model_metadata(saved, steps, train_scans, scene.azimuth_steps, seed));
+  // Saved in float32 whatever the training dtype (the master copies would
+  // be more exact for 16-bit training; the rounded values are what ran).
+  nn::StateDict state = model.state_dict();
+  for (auto& [name, a] : state)
+    if (is_floating(a.dtype()) && a.dtype() != DType::f32) a = a.astype(DType::f32);
+  io::save_safetensors(out, state, seg::model_metadata(saved, steps, train_scans, scene.azimuth_steps, seed));
 
   double tail = 0;
   const std::size_t k = std::min<std::size_t>(10, losses.size());

@@ -60,6 +60,8 @@ commands:
      --azimuth-steps N     simulated scans: samples per revolution (default 2000)
      --threads N           CPU threads (default: all cores)
      --device cpu|cuda[:N]|auto   where to train (default cpu)
+     --dtype float32|float16|bfloat16   16-bit: mixed precision with float32
+                           master weights (default float32; saved as float32)
      --out FILE            weights (default minkunet_train.safetensors)
   help                     this text
 
