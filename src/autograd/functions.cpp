@@ -109,6 +109,7 @@ BatchNormOutput batch_norm(const Variable& x, const Variable& weight, const Vari
   a.weight = optional_array(weight, op, "weight");
   a.bias = optional_array(bias, op, "bias");
   ops::BatchNormResult r = ops::batch_norm(xs, a);
+  if (r.saved_stats.defined()) a.saved_stats = r.saved_stats;  // the VJP reuses the batch statistics
   Variable out = record_norm(op, x, weight, bias, std::move(r.output), a,
                              [](const SparseTensor& xv, const SparseTensor& dy, const ops::BatchNormArgs& aa) {
                                return ops::batch_norm_backward(xv, dy, aa);

@@ -64,7 +64,7 @@ BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args) {
   check(std::isfinite(args.eps) && args.eps > 0, op, "eps", "must be positive, got ", args.eps);
   detail::OpTrace trace(x.device());
   Array out = Array::empty(x.feats().shape(), x.dtype(), x.device());
-  Array mean, var;
+  Array mean, var, saved;
   if (x.device().is_cpu()) {
     const std::int64_t rows = x.rows();
     if (args.training) {
@@ -74,10 +74,10 @@ BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args) {
   } else {
     // The row count lives on the device: with fewer than two rows in training
     // mode the statistics come out NaN rather than stopping the stream.
-    cuda::batch_norm(x.feats(), x.active_rows(), args, out, mean, var);
+    cuda::batch_norm(x.feats(), x.active_rows(), args, out, mean, var, args.training ? &saved : nullptr);
   }
   trace.record(feature_record(op, c, c), x.coordinate_set(), x.coordinate_set(), nullptr, false);
-  return {x.replace_feats(std::move(out)), std::move(mean), std::move(var)};
+  return {x.replace_feats(std::move(out)), std::move(mean), std::move(var), std::move(saved)};
 }
 
 std::pair<Array, Array> batch_norm_fold(const BatchNormArgs& args) {

@@ -106,6 +106,14 @@ NormGrads batch_norm_backward(const SparseTensor& x, const SparseTensor& dy, con
   check_param(args.running_mean, "running_mean");
   check_param(args.running_var, "running_var");
   check(std::isfinite(args.eps) && args.eps > 0, op, "eps", "must be positive, got ", args.eps);
+  if (args.saved_stats) {
+    const Array& s = *args.saved_stats;
+    check(s.defined() && s.ndim() == 2 && s.dim(0) == 2 && s.dim(1) == c, op, "saved_stats",
+          "must be the forward's (2, ", c, ") statistics, got ", s.defined() ? s.shape().str() : "undefined");
+    check<TypeError>(s.dtype() == DType::f64, op, "saved_stats", "must be float64, got ", dtype_name(s.dtype()));
+    check<DeviceError>(s.device() == x.device(), op, "saved_stats", "is on ", s.device().str(), " but x is on ",
+                       x.device().str());
+  }
   NormGrads grads;
   Array dx = grad_array(x.feats().shape(), x.dtype(), x.device());
   Array dw, db;

@@ -33,12 +33,19 @@ struct BatchNormArgs {
   bool training = false;
   double momentum = 0.1;
   double eps = 1e-5;
+  // batch_norm_backward in training mode: the forward's saved_stats for this
+  // x. CUDA then skips recomputing the batch statistics (the same values,
+  // bitwise); the CPU recomputes them either way.
+  std::optional<Array> saved_stats{};
 };
 
 struct BatchNormResult {
   SparseTensor output;
   Array running_mean;  // updated copies when training; the inputs otherwise
   Array running_var;
+  // Training on CUDA: (2, C) float64, the batch mean and 1 / sqrt(var + eps)
+  // (biased variance), for batch_norm_backward. Undefined otherwise.
+  Array saved_stats;
 };
 
 BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args);

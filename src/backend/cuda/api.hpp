@@ -90,8 +90,9 @@ ops::ConvRoute conv_pointwise(const Array& feats, const Array& rows, const Array
                               const std::optional<Array>& bias, Array& out, const ConvOptions& options);
 
 // ---- feature ops (features.cu) ------------------------------------------------
+// saved: training only, (2, C) float64 batch mean and 1 / sqrt(var + eps) (may be null).
 void batch_norm(const Array& x, const Array& rows, const ops::BatchNormArgs& args, Array& out, Array& running_mean,
-                Array& running_var);
+                Array& running_var, Array* saved = nullptr);
 void activation(const Array& x, const Array& rows, const ops::ActivationParams& params, Array& out);
 void add_rows(const Array& a, const Array& b, const Array& rows, Array& out);
 void cat_channels(const Array& a, const Array& b, const Array& rows, Array& out);

@@ -239,8 +239,10 @@ struct SumTerm {
 
 struct MeanFinish {
   double* mean;
+  double* saved;  // optional (C,) copy for the VJP
   __device__ void operator()(std::int64_t j, double total, std::int64_t rows) const {
     mean[j] = rows < 2 ? quiet_nan() : __ddiv_rn(total, static_cast<double>(rows));
+    if (saved != nullptr) saved[j] = mean[j];
   }
 };
 
@@ -264,6 +266,7 @@ struct VarFinish {
   const double* mean;
   DType mean_dtype;
   DType var_dtype;
+  double* saved_inv;  // optional (C,): 1 / sqrt(var + eps), as the VJP computes it
   __device__ void operator()(std::int64_t j, double total, std::int64_t rows) const {
     double m = mean[j];
     double biased = quiet_nan();
@@ -278,6 +281,7 @@ struct VarFinish {
     const double old_var = load_vec(p.running_var, j, 1.0);
     store_vec(p.new_mean, mean_dtype, j, __dadd_rn(__dmul_rn(p.keep, old_mean), __dmul_rn(p.momentum, m)));
     store_vec(p.new_var, var_dtype, j, __dadd_rn(__dmul_rn(p.keep, old_var), __dmul_rn(p.momentum, unbiased)));
+    if (saved_inv != nullptr) saved_inv[j] = 1.0 / sqrt(total / static_cast<double>(rows) + p.eps);
     bn_affine(p, j, m, biased);
   }
 };
@@ -381,7 +385,7 @@ void cat_channels(const Array& a, const Array& b, const Array& rows, Array& out)
 // count) gives NaN batch statistics: the normalised rows and both new running
 // statistics are NaN, instead of a crash.
 void batch_norm(const Array& x, const Array& rows, const ops::BatchNormArgs& args, Array& out, Array& running_mean,
-                Array& running_var) {
+                Array& running_var, Array* saved) {
   const cudaStream_t stream = prepare(x);
   const Device dev = x.device();
   const std::int64_t capacity = x.dim(0);
@@ -389,6 +393,7 @@ void batch_norm(const Array& x, const Array& rows, const ops::BatchNormArgs& arg
   if (args.training) {
     running_mean = Array::empty(Shape{c}, args.running_mean.dtype(), dev);
     running_var = Array::empty(Shape{c}, args.running_var.dtype(), dev);
+    if (saved != nullptr) *saved = Array::empty(Shape{2, c}, DType::f64, dev);
   } else {
     running_mean = args.running_mean;
     running_var = args.running_var;
@@ -416,11 +421,14 @@ void batch_norm(const Array& x, const Array& rows, const ops::BatchNormArgs& arg
           Array::empty(Shape{device::k_column_chunks, c}, DType::f64, dev);  // chunk sums, reused by both passes
       const Array mean = Array::empty(Shape{c}, DType::f64, dev);
       const T* xp = ptr<const T>(x);
-      device::column_sums(rows_ptr, capacity, c, SumTerm<T>{xp, c}, MeanFinish{ptr<double>(mean)}, ptr<double>(partial),
-                          stream);
-      device::column_sums(rows_ptr, capacity, c, SquareDevTerm<T>{xp, ptr<const double>(mean), c},
-                          VarFinish<A>{p, ptr<const double>(mean), running_mean.dtype(), running_var.dtype()},
+      double* saved_mean = saved != nullptr ? ptr<double>(*saved) : nullptr;
+      double* saved_inv = saved != nullptr ? saved_mean + c : nullptr;
+      device::column_sums(rows_ptr, capacity, c, SumTerm<T>{xp, c}, MeanFinish{ptr<double>(mean), saved_mean},
                           ptr<double>(partial), stream);
+      device::column_sums(
+          rows_ptr, capacity, c, SquareDevTerm<T>{xp, ptr<const double>(mean), c},
+          VarFinish<A>{p, ptr<const double>(mean), running_mean.dtype(), running_var.dtype(), saved_inv},
+          ptr<double>(partial), stream);
     } else {
       bn_eval_affine_kernel<A><<<grid_for(c, k_threads), k_threads, 0, stream>>>(p, c);
       LATTICE_CUDA_LAUNCH_CHECK();

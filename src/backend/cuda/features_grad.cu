@@ -280,6 +280,28 @@ struct InvStdAndStoreFinish {  // inv (as InvStdFinish) and sum(dy (x - mean)) *
   }
 };
 
+// With the forward's statistics: (dy, dy (x - mean)) in one pass.
+template <class T>
+struct GradPairTerm {
+  const T* x;
+  const T* dy;
+  const double* mean;
+  std::int64_t c;
+  __device__ device::DoublePair operator()(std::int64_t r, std::int64_t j) const {
+    const double g = static_cast<double>(load(dy[r * c + j]));
+    return {g, __dmul_rn(g, static_cast<double>(load(x[r * c + j])) - mean[j])};
+  }
+};
+struct SumsFinish {  // sum(dy) and sum(dy (x - mean)) * inv
+  StoreFinish sum_g;
+  StoreFinish sum_gx;
+  const double* inv;
+  __device__ void operator()(std::int64_t j, device::DoublePair total, std::int64_t rows) const {
+    sum_g(j, total.a, rows);
+    sum_gx(j, __dmul_rn(total.b, inv[j]), rows);
+  }
+};
+
 template <class T>
 struct RowGradXhatTerm {  // dy[r, j] * (x[r, j] - mean[r]) * inv[r], row statistics in A
   const T* x;
@@ -468,9 +490,15 @@ void batch_norm_backward(const Array& x, const Array& dy, const Array& rows, con
                               dbias != nullptr ? dbias->dtype() : DType::f64};
     const StoreFinish store_gx{sum_gx, dweight != nullptr ? dweight->raw() : nullptr,
                                dweight != nullptr ? dweight->dtype() : DType::f64};
-    if (args.training) {
-      // Two passes over the rows instead of four (the statistics are recomputed
-      // here rather than kept from the forward, which returns none).
+    if (args.training && args.saved_stats) {
+      // The forward's statistics (bitwise what the two passes below compute):
+      // one pass for sum(dy) and sum(dy (x - mean)).
+      mean = const_cast<double*>(ptr<const double>(*args.saved_stats));
+      inv = mean + c;
+      device::column_sums(rows_ptr, capacity, c, GradPairTerm<T>{xp, gp, mean, c}, SumsFinish{store_g, store_gx, inv},
+                          part, stream);
+    } else if (args.training) {
+      // Two passes over the rows: (x, dy), then ((x - mean)^2, dy (x - mean)).
       device::column_sums(rows_ptr, capacity, c, ValuePairTerm<T>{xp, gp, c}, MeanAndStoreFinish{{mean}, store_g}, part,
                           stream);
       device::column_sums(rows_ptr, capacity, c, DevPairTerm<T>{xp, gp, mean, c},

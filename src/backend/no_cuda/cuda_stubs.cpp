@@ -53,7 +53,7 @@ ops::ConvRoute conv_pointwise(const Array&, const Array&, const Array&, const st
   not_compiled("conv");
 }
 
-void batch_norm(const Array&, const Array&, const ops::BatchNormArgs&, Array&, Array&, Array&) {
+void batch_norm(const Array&, const Array&, const ops::BatchNormArgs&, Array&, Array&, Array&, Array*) {
   not_compiled("batch_norm");
 }
 void activation(const Array&, const Array&, const ops::ActivationParams&, Array&) { not_compiled("activation"); }
