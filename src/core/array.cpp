@@ -81,6 +81,14 @@ Array Array::empty(const Shape& shape, DType dtype, Device device) {
   return Array(allocate(bytes, device), 0, shape, dtype);
 }
 
+Array Array::from_external(void* data, const Shape& shape, DType dtype, Device device, std::shared_ptr<void> owner) {
+  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * itemsize(dtype);
+  check(data != nullptr || bytes == 0, "Array::from_external", "data", "null pointer for ", shape.str(), " elements");
+  check(reinterpret_cast<std::uintptr_t>(data) % itemsize(dtype) == 0, "Array::from_external", "data",
+        "address is not aligned to the ", itemsize(dtype), "-byte ", dtype_name(dtype), " element");
+  return Array(std::make_shared<Buffer>(data, bytes, device, std::move(owner)), 0, shape, dtype);
+}
+
 Array Array::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, dtype, 0.0, device); }
 
 Array Array::full(const Shape& shape, DType dtype, double value, Device device) {

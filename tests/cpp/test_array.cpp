@@ -86,5 +86,35 @@ TEST(BackendInfo, ReportsCpuAndBlas) {
   EXPECT_NE(to_string(info).find("cpu blas"), std::string::npos);
 }
 
+TEST(Array, FromExternalWrapsWithoutCopyAndReleasesOwner) {
+  auto storage = std::make_shared<std::vector<float>>(std::vector<float>{1, 2, 3, 4, 5, 6});
+  std::weak_ptr<std::vector<float>> watch = storage;
+  {
+    Array a = Array::from_external(storage->data(), Shape{2, 3}, DType::f32, Device::cpu(), storage);
+    storage.reset();  // the array's owner keeps the memory alive
+    ASSERT_FALSE(watch.expired());
+    EXPECT_EQ(a.raw(), watch.lock()->data());
+    EXPECT_EQ(a.to_vector<float>(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+    Array view = a.rows(1, 2);  // views share the external buffer
+    (*watch.lock())[4] = 50.0f;
+    EXPECT_EQ(view.to_vector<float>(), (std::vector<float>{4, 50, 6}));
+    Array copy = a.clone();  // a deep copy owns fresh memory
+    EXPECT_NE(copy.raw(), a.raw());
+    a = Array();
+    EXPECT_FALSE(watch.expired());  // `view` still holds the buffer
+  }
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST(Array, FromExternalRejectsNullAndMisalignedData) {
+  alignas(8) std::int32_t values[4] = {0, 1, 2, 3};
+  EXPECT_THROW(Array::from_external(nullptr, Shape{2}, DType::i32, Device::cpu(), nullptr), ValueError);
+  char* misaligned = reinterpret_cast<char*>(values) + 1;
+  EXPECT_THROW(Array::from_external(misaligned, Shape{2}, DType::i32, Device::cpu(), nullptr), ValueError);
+  const Array empty = Array::from_external(nullptr, Shape{0, 4}, DType::i32, Device::cpu(), nullptr);
+  EXPECT_TRUE(empty.defined());
+  EXPECT_EQ(empty.numel(), 0);
+}
+
 }  // namespace
 }  // namespace lattice

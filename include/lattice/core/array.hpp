@@ -54,6 +54,11 @@ class Buffer {
   using Deleter = void (*)(void* ptr, std::size_t bytes, Device device, void* stream);
   Buffer(void* ptr, std::size_t bytes, Device device, Deleter deleter, void* stream = nullptr)
       : ptr_(ptr), bytes_(bytes), device_(device), deleter_(deleter), stream_(stream) {}
+  // Memory lattice does not own (e.g. a NumPy or PyTorch array): nothing is
+  // freed here; `owner` (a keep-alive handle of the real owner) is released
+  // when the last Array referencing the buffer goes away.
+  Buffer(void* ptr, std::size_t bytes, Device device, std::shared_ptr<void> owner)
+      : ptr_(ptr), bytes_(bytes), device_(device), deleter_(nullptr), stream_(nullptr), owner_(std::move(owner)) {}
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -68,6 +73,7 @@ class Buffer {
   Device device_;
   Deleter deleter_;
   void* stream_;
+  std::shared_ptr<void> owner_;  // external memory only
 };
 
 // Allocates `bytes` on `device` (64-byte aligned on the host; the CUDA backend
@@ -85,6 +91,13 @@ class Array {
   // Copies host data into a new array on `device`.
   template <class T>
   static Array from_vector(const std::vector<T>& values, const Shape& shape, Device device = default_device());
+  // Wraps external, contiguous row-major memory without copying. `owner`
+  // keeps that memory alive and is released with the last Array sharing the
+  // buffer. The caller guarantees the memory is not freed or resized while
+  // owned and holds numel * itemsize(dtype) bytes on `device`. `data` may be
+  // null only when the shape has no elements; it must be aligned to the
+  // element size.
+  static Array from_external(void* data, const Shape& shape, DType dtype, Device device, std::shared_ptr<void> owner);
   template <class T>
   static Array scalar(T value, Device device = default_device()) {
     return from_vector(std::vector<T>{value}, Shape{}, device);

@@ -1,0 +1,6 @@
+"""lattice.core: the sparse tensor and coordinate identity types."""
+
+from ._native import CoordinateManager, CoordinateMapKey
+from ._tensor import SparseTensor
+
+__all__ = ["CoordinateManager", "CoordinateMapKey", "SparseTensor"]
