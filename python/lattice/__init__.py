@@ -21,7 +21,7 @@ stream is not yet followed).
 
 from __future__ import annotations
 
-from . import _native, core, models, ops
+from . import _native, core, models, nn, ops
 from ._native import CoordinateManager, CoordinateMapKey, DeviceError, NotCompiledError
 from ._tensor import SparseTensor
 
@@ -49,6 +49,7 @@ __all__ = [
     "backend_info",
     "core",
     "models",
+    "nn",
     "ops",
     "set_cpu_threads",
 ]
