@@ -167,8 +167,35 @@ class _ConvBase(Module):
             object.__setattr__(self, "bias", None)
 
 
-class Conv3d(_ConvBase):
+class _StridedConv(_ConvBase):
+    """Conv3d and ConvTranspose3d: the same parameters, a different op."""
+
+    _fn = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, bias, dtype, seed):
+        super().__init__(in_channels, out_channels, kernel_size, bias, dtype, seed)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+
+    def forward(self, x, coordinates=None):
+        return type(self)._fn(
+            x,
+            self.weight,
+            self.bias,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            coordinates=coordinates,
+        )
+
+    def __call__(self, x, coordinates=None):
+        return self.forward(x, coordinates)
+
+
+class Conv3d(_StridedConv):
     """Sparse convolution (lattice.ops.conv3d): (N, C_in) -> (N_out, C_out) at stride * x.stride."""
+
+    _fn = staticmethod(ops.conv3d)
 
     def __init__(
         self,
@@ -183,23 +210,7 @@ class Conv3d(_ConvBase):
         dtype="float32",
         seed=0,
     ):
-        super().__init__(in_channels, out_channels, kernel_size, bias, dtype, seed)
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-
-    def forward(self, x, coordinates=None):
-        return ops.conv3d(
-            x,
-            self.weight,
-            self.bias,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            coordinates=coordinates,
-        )
-
-    def __call__(self, x, coordinates=None):
-        return self.forward(x, coordinates)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, bias, dtype, seed)
 
 
 class SubmConv3d(_ConvBase):
@@ -213,8 +224,10 @@ class SubmConv3d(_ConvBase):
         return ops.subm_conv3d(x, self.weight, self.bias, kernel_size=self.kernel_size, dilation=self.dilation)
 
 
-class ConvTranspose3d(_ConvBase):
+class ConvTranspose3d(_StridedConv):
     """Transposed convolution (lattice.ops.conv_transpose3d), optionally onto given coordinates."""
+
+    _fn = staticmethod(ops.conv_transpose3d)
 
     def __init__(
         self,
@@ -229,23 +242,7 @@ class ConvTranspose3d(_ConvBase):
         dtype="float32",
         seed=0,
     ):
-        super().__init__(in_channels, out_channels, kernel_size, bias, dtype, seed)
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-
-    def forward(self, x, coordinates=None):
-        return ops.conv_transpose3d(
-            x,
-            self.weight,
-            self.bias,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            coordinates=coordinates,
-        )
-
-    def __call__(self, x, coordinates=None):
-        return self.forward(x, coordinates)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, bias, dtype, seed)
 
 
 class GenerativeConvTranspose3d(_ConvBase):

@@ -4,6 +4,7 @@
 // so this is cheap) rather than Variables, so a graph never keeps itself alive.
 #include <utility>
 
+#include "autograd/args.hpp"
 #include "lattice/autograd.hpp"
 #include "lattice/core/error.hpp"
 #include "lattice/ops/conv_grad.hpp"
@@ -14,19 +15,10 @@ namespace lattice::autograd {
 
 namespace {
 
-using Grads = std::vector<std::optional<Value>>;
+using detail::Grads;
+using detail::sparse_arg;
 
-const SparseTensor& sparse_arg(const Variable& v, const char* op, const char* arg) {
-  check(v.defined(), op, arg, "undefined variable");
-  check<TypeError>(v.is_sparse(), op, arg, "must be a sparse tensor, got a dense array");
-  return v.sparse();
-}
-
-std::optional<Array> optional_array(const Variable& v, const char* op, const char* arg) {
-  if (!v.defined()) return std::nullopt;
-  check<TypeError>(!v.is_sparse(), op, arg, "must be a dense array, got a sparse tensor");
-  return v.array();
-}
+using detail::optional_array;
 
 std::optional<Value> sparse_grad(std::optional<SparseTensor> g) {
   if (!g) return std::nullopt;

@@ -4,6 +4,7 @@
 // constants of the graph (SPEC §13).
 #include <utility>
 
+#include "autograd/args.hpp"
 #include "lattice/autograd.hpp"
 #include "lattice/core/error.hpp"
 #include "lattice/ops/conv_grad.hpp"
@@ -13,19 +14,10 @@ namespace lattice::autograd {
 
 namespace {
 
-using Grads = std::vector<std::optional<Value>>;
+using detail::Grads;
+using detail::sparse_arg;
 
-const SparseTensor& sparse_arg(const Variable& v, const char* op, const char* arg) {
-  check(v.defined(), op, arg, "undefined variable");
-  check<TypeError>(v.is_sparse(), op, arg, "must be a sparse tensor, got a dense array");
-  return v.sparse();
-}
-
-std::optional<Array> optional_array(const Variable& v, const char* op, const char* arg) {
-  if (!v.defined()) return std::nullopt;
-  check<TypeError>(!v.is_sparse(), op, arg, "must be a dense array, got a sparse tensor");
-  return v.array();
-}
+using detail::optional_array;
 
 bool has_epilogue(const ops::ConvEpilogue& e) { return e.scale || e.shift || e.residual || e.relu; }
 template <class P>

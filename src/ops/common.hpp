@@ -5,7 +5,8 @@
 #include <optional>
 
 #include "lattice/core/sparse_tensor.hpp"
-#include "lattice/ops/conv.hpp"  // TargetCoords
+#include "lattice/ops/conv.hpp"      // TargetCoords
+#include "lattice/ops/features.hpp"  // BatchNormArgs
 #include "lattice/ops/voxelize.hpp"
 
 namespace lattice::ops::detail {
@@ -17,6 +18,11 @@ void check_same_key(const SparseTensor& a, const SparseTensor& b, const char* op
 // An optional (C,) vector in `dtype` on `device`.
 void check_vector(const std::optional<Array>& v, std::int64_t c, DType dtype, Device device, const char* op,
                   const char* arg);
+
+// batch_norm's parameter checks under `op` (the forward and its VJP):
+// weight / bias in x's dtype (or float32), defined running statistics of C
+// entries on x's device, eps > 0.
+void check_batch_norm_args(const SparseTensor& x, const BatchNormArgs& args, const char* op);
 
 // devoxelize's argument checks under `op` (the forward and its VJP): shapes,
 // dtypes, devices, geometry, and on the CPU the values (finite points, map

@@ -48,20 +48,9 @@ BatchNormResult batch_norm(const SparseTensor& x, const BatchNormArgs& args) {
   constexpr const char* op = "batch_norm";
   detail::check_input(x, op);
   const std::int64_t c = x.channels();
-  auto check_param = [&](const std::optional<Array>& v, const char* arg) {
-    if (!v) return;
-    const DType want = v->defined() && v->dtype() == DType::f32 ? DType::f32 : x.dtype();
-    detail::check_vector(v, c, want, x.device(), op, arg);
-  };
-  check_param(args.weight, "weight");
-  check_param(args.bias, "bias");
-  check(args.running_mean.defined(), op, "running_mean", "undefined array");
-  check(args.running_var.defined(), op, "running_var", "undefined array");
-  check_param(args.running_mean, "running_mean");
-  check_param(args.running_var, "running_var");
+  detail::check_batch_norm_args(x, args, op);
   check(std::isfinite(args.momentum) && args.momentum >= 0 && args.momentum <= 1, op, "momentum",
         "must be in [0, 1], got ", args.momentum);
-  check(std::isfinite(args.eps) && args.eps > 0, op, "eps", "must be positive, got ", args.eps);
   detail::OpTrace trace(x.device());
   Array out = Array::empty(x.feats().shape(), x.dtype(), x.device());
   Array mean, var, saved;

@@ -94,18 +94,7 @@ NormGrads batch_norm_backward(const SparseTensor& x, const SparseTensor& dy, con
   detail::check_input(x, op);
   const std::int64_t c = x.channels();
   check_grad(x, dy, c, op);
-  auto check_param = [&](const std::optional<Array>& v, const char* arg) {
-    if (!v) return;
-    const DType want = v->defined() && v->dtype() == DType::f32 ? DType::f32 : x.dtype();
-    detail::check_vector(v, c, want, x.device(), op, arg);
-  };
-  check_param(args.weight, "weight");
-  check_param(args.bias, "bias");
-  check(args.running_mean.defined(), op, "running_mean", "undefined array");
-  check(args.running_var.defined(), op, "running_var", "undefined array");
-  check_param(args.running_mean, "running_mean");
-  check_param(args.running_var, "running_var");
-  check(std::isfinite(args.eps) && args.eps > 0, op, "eps", "must be positive, got ", args.eps);
+  detail::check_batch_norm_args(x, args, op);
   if (args.saved_stats) {
     const Array& s = *args.saved_stats;
     check(s.defined() && s.ndim() == 2 && s.dim(0) == 2 && s.dim(1) == c, op, "saved_stats",

@@ -21,6 +21,7 @@
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/rounding.cuh"
+#include "backend/cuda/device/vec_io.cuh"
 
 namespace lattice::cuda {
 
@@ -168,36 +169,10 @@ struct VecRef {
 };
 
 __device__ __forceinline__ double load_vec(const VecRef& v, std::int64_t j, double fallback) {
-  if (v.data == nullptr) return fallback;
-  switch (v.dtype) {
-    case DType::f16:
-      return static_cast<double>(__half2float(static_cast<const __half*>(v.data)[j]));
-    case DType::bf16:
-      return static_cast<double>(__bfloat162float(static_cast<const __nv_bfloat16*>(v.data)[j]));
-    case DType::f32:
-      return static_cast<double>(static_cast<const float*>(v.data)[j]);
-    default:
-      return static_cast<const double*>(v.data)[j];
-  }
+  return device::load_vec(v.data, v.dtype, j, fallback);
 }
 
-// Float64 -> dtype the way the CPU's astype does it (16-bit via float32).
-__device__ __forceinline__ void store_vec(void* data, DType dtype, std::int64_t j, double value) {
-  switch (dtype) {
-    case DType::f16:
-      static_cast<__half*>(data)[j] = store<__half>(value);
-      break;
-    case DType::bf16:
-      static_cast<__nv_bfloat16*>(data)[j] = store<__nv_bfloat16>(value);
-      break;
-    case DType::f32:
-      static_cast<float*>(data)[j] = static_cast<float>(value);
-      break;
-    default:
-      static_cast<double*>(data)[j] = value;
-      break;
-  }
-}
+using device::store_vec;
 
 // Per-channel inputs and outputs of batch norm; A is the compute type.
 template <class A>

@@ -14,6 +14,7 @@
 #include "backend/cuda/api.hpp"
 #include "backend/cuda/device/common.cuh"
 #include "backend/cuda/device/reduce.cuh"
+#include "backend/cuda/device/vec_io.cuh"
 
 namespace lattice::cuda {
 
@@ -161,37 +162,8 @@ __global__ void split_kernel(const T* __restrict__ dy, T* __restrict__ a, T* __r
 
 // ---- per-column sums: terms and finishes --------------------------------------------------------
 
-// Float64 -> dtype as the CPU's astype (16-bit via float32).
-__device__ __forceinline__ void store_vec(void* data, DType dtype, std::int64_t j, double value) {
-  switch (dtype) {
-    case DType::f16:
-      static_cast<__half*>(data)[j] = store<__half>(value);
-      break;
-    case DType::bf16:
-      static_cast<__nv_bfloat16*>(data)[j] = store<__nv_bfloat16>(value);
-      break;
-    case DType::f32:
-      static_cast<float*>(data)[j] = static_cast<float>(value);
-      break;
-    default:
-      static_cast<double*>(data)[j] = value;
-      break;
-  }
-}
-
-__device__ __forceinline__ double load_vec(const void* data, DType dtype, std::int64_t j, double fallback) {
-  if (data == nullptr) return fallback;
-  switch (dtype) {
-    case DType::f16:
-      return static_cast<double>(__half2float(static_cast<const __half*>(data)[j]));
-    case DType::bf16:
-      return static_cast<double>(__bfloat162float(static_cast<const __nv_bfloat16*>(data)[j]));
-    case DType::f32:
-      return static_cast<double>(static_cast<const float*>(data)[j]);
-    default:
-      return static_cast<const double*>(data)[j];
-  }
-}
+using device::load_vec;
+using device::store_vec;
 
 // out[j] = total (float64), and optionally into a (C,) array of `dtype`.
 struct StoreFinish {
