@@ -2,11 +2,11 @@
 
 The C++/CUDA engine behind ``lattice.ops`` and ``lattice.SparseTensor``.
 
-Arrays: NumPy arrays, PyTorch tensors or any DLPack producer are taken without
-copying (C-contiguous ones; others are copied to a contiguous array first) and
-results are returned in the caller's framework (PyTorch in, PyTorch out; NumPy
-otherwise) without copying, as read-only NumPy arrays or PyTorch tensors that
-reference lattice memory.
+Arrays: NumPy arrays, PyTorch tensors, CuPy and JAX arrays or any DLPack
+producer are taken without copying (C-contiguous ones; others are copied to a
+contiguous array first) and results are returned in the caller's framework
+(PyTorch, CuPy or JAX in, the same out; NumPy otherwise) without copying, as
+read-only NumPy arrays or framework arrays that reference lattice memory.
 
 Errors: bad arguments raise ``ValueError`` or ``TypeError`` carrying the
 engine's message, "[op] argument 'name': what is wrong"; arguments on
@@ -15,14 +15,19 @@ missing from this build raises ``lattice.NotCompiledError`` (a
 ``RuntimeError``). Operations never modify their inputs.
 
 Threads: operations release the GIL while the engine works, so other Python
-threads run meanwhile; CUDA work runs on lattice's own stream (the caller's
-stream is not yet followed).
+threads run meanwhile.
+
+Streams: CUDA work on PyTorch or CuPy arrays runs on that framework's current
+stream, so it is ordered with the caller's work without host
+synchronisation; JAX arrays are waited for on the way in and synchronised on
+the way out; ``lattice.core.use_stream(stream)`` pins a stream explicitly.
 """
 
 from __future__ import annotations
 
 from . import _native, core, models, nn, ops
 from ._native import CoordinateManager, CoordinateMapKey, DeviceError, NotCompiledError
+from ._stream import use_stream
 from ._tensor import SparseTensor
 
 __version__ = "0.1.0"
@@ -52,4 +57,5 @@ __all__ = [
     "nn",
     "ops",
     "set_cpu_threads",
+    "use_stream",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _native
-from ._util import framework_of, require_array, triple
+from . import _native, _stream
+from ._util import CUPY, TORCH, framework_of, require_array, triple
 
 
 class SparseTensor:
@@ -22,8 +22,10 @@ class SparseTensor:
     (or CUDA when lattice is built with CUDA). They are shared, not copied:
     lattice never writes them, and the caller must not modify them while the
     tensor lives. A non-contiguous array is copied to a contiguous one first.
-    Results come back in the framework of ``feats`` (PyTorch in, PyTorch out;
-    NumPy otherwise). NumPy results are read-only views of lattice memory.
+    Results come back in the framework of ``feats`` (PyTorch, CuPy or JAX in,
+    the same out; NumPy otherwise). NumPy results are read-only views of
+    lattice memory. On CUDA, work on PyTorch or CuPy tensors runs on that
+    framework's current stream (lattice/_stream.py).
 
     Raises:
         TypeError: wrong dtypes (e.g. int64 coordinates, integer features).
@@ -37,6 +39,7 @@ class SparseTensor:
     def __init__(self, coords, feats, *, stride=1, manager=None):
         require_array(coords, "SparseTensor", "coords")
         require_array(feats, "SparseTensor", "feats")
+        _stream.follow_array(feats)
         self._t = _native.SparseTensor.from_arrays(coords, feats, triple(stride, "SparseTensor", "stride"), manager)
         self._fw = framework_of(feats)
 
@@ -103,10 +106,13 @@ class SparseTensor:
     def replace_feats(self, feats) -> SparseTensor:
         """Same coordinates and key, new (N, C') floating features (shared, not copied on the CPU)."""
         require_array(feats, "SparseTensor.replace_feats", "feats")
+        _stream.follow_array(feats)
         return SparseTensor._wrap(self._t.replace_feats(feats), framework_of(feats))
 
     def to(self, device: str) -> SparseTensor:
         """Deep copy onto 'cpu' or 'cuda:N' (a new key in the same manager; itself when already there)."""
+        if self._fw in (TORCH, CUPY):
+            _stream.follow(self._fw, device if isinstance(device, str) and device.startswith("cuda") else self.device)
         return SparseTensor._wrap(self._t.to(device), self._fw)
 
     def __add__(self, other: SparseTensor) -> SparseTensor:
@@ -126,4 +132,6 @@ def unwrap(x, op: str, name: str = "x"):
     """The native tensor of a SparseTensor argument, or TypeError naming op and argument."""
     if not isinstance(x, SparseTensor):
         raise TypeError(f"[{op}] argument '{name}': expected a lattice.SparseTensor, got {type(x).__name__}")
+    if x._fw in (TORCH, CUPY):
+        _stream.follow(x._fw, x._t.device)
     return x._t

@@ -6,11 +6,15 @@ import numbers
 
 NUMPY = 0
 TORCH = 1
+CUPY = 2
+JAX = 3
+
+_FRAMEWORKS = {"torch": TORCH, "cupy": CUPY, "jax": JAX, "jaxlib": JAX}
 
 
 def framework_of(array) -> int:
-    """The framework results are returned in: PyTorch for torch tensors, else NumPy."""
-    return TORCH if type(array).__module__.split(".")[0] == "torch" else NUMPY
+    """The framework results are returned in: PyTorch, CuPy or JAX for their arrays, else NumPy."""
+    return _FRAMEWORKS.get(type(array).__module__.split(".")[0], NUMPY)
 
 
 def require_array(value, op: str, name: str, *, optional: bool = False):
@@ -18,6 +22,10 @@ def require_array(value, op: str, name: str, *, optional: bool = False):
     if value is None and optional:
         return None
     if hasattr(value, "__dlpack__") or hasattr(value, "__array_interface__"):
+        if framework_of(value) == JAX:
+            # JAX computes asynchronously on streams lattice cannot see: wait
+            # until the array holds its values before lattice reads them.
+            value.block_until_ready()
         return value
     try:
         memoryview(value)

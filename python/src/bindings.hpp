@@ -21,8 +21,9 @@ namespace nb = nanobind;
 // nanobind before the call (documented in lattice/__init__.py).
 using InArray = nb::ndarray<nb::ro, nb::c_contig>;
 
-// The array framework results are returned in (the caller's).
-enum class Framework : int { numpy = 0, torch = 1 };
+// The array framework results are returned in (the caller's); the values are
+// lattice._util's NUMPY, TORCH, CUPY, JAX.
+enum class Framework : int { numpy = 0, torch = 1, cupy = 2, jax = 3 };
 
 // Wraps the caller's memory without copying; the Array keeps the producer
 // alive. Unsupported dtypes are a TypeError, unsupported devices a

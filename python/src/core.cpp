@@ -14,6 +14,7 @@
 #include "lattice/core/coordinates.hpp"
 #include "lattice/core/device.hpp"
 #include "lattice/core/sparse_tensor.hpp"
+#include "lattice/core/stream.hpp"
 
 namespace lattice::python {
 
@@ -131,6 +132,27 @@ void bind_core(nb::module_& m) {
       .def("replace_feats", &replace_feats, nb::arg("feats"))
       .def("to", [](const SparseTensor& x, const std::string& device) { return x.to(parse_device(device)); });
 
+  // The calling thread's current stream on a CUDA device, as an integer
+  // handle (cudaStream_t); 0 names the legacy default stream ("stream 0" of
+  // PyTorch and CuPy). lattice/_stream.py installs the caller's framework's.
+  m.def(
+      "set_current_stream",
+      [](int device, std::uintptr_t handle) {
+        const Device d = Device::cuda(device);
+        set_current_stream(handle == 0 ? legacy_default_stream(d) : Stream{d, reinterpret_cast<void*>(handle)});
+      },
+      nb::arg("device"), nb::arg("handle"));
+  m.def(
+      "current_stream",
+      [](int device) {
+        const Device d = Device::cuda(device);
+        const void* h = current_stream(d).handle;
+        return h == legacy_default_stream(d).handle ? std::uintptr_t{0} : reinterpret_cast<std::uintptr_t>(h);
+      },
+      nb::arg("device"));
+  m.def(
+      "synchronize", [](const std::string& device) { synchronize(parse_device(device)); }, nb::arg("device"),
+      nb::call_guard<nb::gil_scoped_release>());
   m.def("backend_info", []() { return info_dict(backend_info()); });
   m.def("backend_info_text", []() { return to_string(backend_info()); });
   m.def("set_cpu_threads", &set_cpu_threads, nb::arg("n"));

@@ -5,6 +5,7 @@
 
 #include "bindings.hpp"
 #include "lattice/core/error.hpp"
+#include "lattice/core/stream.hpp"
 
 namespace lattice::python {
 
@@ -93,6 +94,13 @@ std::optional<Array> import_optional(const std::optional<InArray>& in, const cha
 nb::object export_array(const Array& array, Framework framework) {
   Array held = array;
   if (framework == Framework::numpy && !held.device().is_cpu()) held = held.to(Device::cpu());
+  // JAX has no notion of lattice's stream: its arrays must be complete when
+  // handed over (PyTorch and CuPy callers share their current stream with
+  // lattice, see lattice/_stream.py, so their results need no wait).
+  if (framework == Framework::jax && held.device().is_cuda()) {
+    nb::gil_scoped_release release;
+    synchronize(held.device());
+  }
   std::array<std::size_t, Shape::k_max_dims> shape{};
   for (int i = 0; i < held.ndim(); ++i) shape[static_cast<std::size_t>(i)] = static_cast<std::size_t>(held.dim(i));
   const int device_type = held.device().is_cpu() ? nb::device::cpu::value : nb::device::cuda::value;
@@ -104,6 +112,14 @@ nb::object export_array(const Array& array, Framework framework) {
   nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<Array*>(p); });
   if (framework == Framework::torch) {
     return nb::cast(nb::ndarray<nb::pytorch>(data, ndim, shape.data(), owner, nullptr, dtype, device_type, device_id),
+                    nb::rv_policy::reference);
+  }
+  if (framework == Framework::cupy && device_type == nb::device::cuda::value) {
+    return nb::cast(nb::ndarray<nb::cupy>(data, ndim, shape.data(), owner, nullptr, dtype, device_type, device_id),
+                    nb::rv_policy::reference);
+  }
+  if (framework == Framework::jax) {
+    return nb::cast(nb::ndarray<nb::jax>(data, ndim, shape.data(), owner, nullptr, dtype, device_type, device_id),
                     nb::rv_policy::reference);
   }
   // Read-only: a tensor's coordinates and features are values; edit through

@@ -14,6 +14,11 @@ void set_current_stream(Stream stream) {
   cuda::set_current_stream(stream.device.index, stream.handle);
 }
 
+Stream legacy_default_stream(Device device) {
+  if (device.is_cpu()) return {device, nullptr};
+  return {device, cuda::legacy_default_stream()};
+}
+
 void synchronize(Device device) {
   if (device.is_cuda()) cuda::synchronize(device.index);
 }

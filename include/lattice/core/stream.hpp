@@ -21,6 +21,11 @@ struct Stream {
 
 Stream current_stream(Device device);
 void set_current_stream(Stream stream);
+// The CUDA legacy default stream ("stream 0" of PyTorch and CuPy): installed
+// as current, lattice's work serialises with every blocking stream, as a
+// framework's default stream does. (A null handle cannot name it: installing
+// a null handle goes back to lattice's own stream.)
+Stream legacy_default_stream(Device device);
 // Blocks the host until the device's current stream has finished its work.
 // Host-facing: raises errors that device kernels recorded (SPEC §14).
 void synchronize(Device device);

@@ -32,6 +32,9 @@ std::string runtime_version();
 
 void* current_stream(int device);
 void set_current_stream(int device, void* stream);
+// cudaStreamLegacy: the handle that names the legacy default stream, which a
+// null handle cannot (set_current_stream(d, nullptr) means lattice's own stream).
+void* legacy_default_stream();
 // Host-facing: waits for the current stream and raises any error a kernel recorded.
 void synchronize(int device);
 

@@ -99,6 +99,8 @@ void set_current_stream(int device, void* stream) {
   t_current[static_cast<std::size_t>(device)] = static_cast<cudaStream_t>(stream);
 }
 
+void* legacy_default_stream() { return cudaStreamLegacy; }
+
 void synchronize(int device) {
   LATTICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(current_stream(device))));
   raise_recorded_error(device);

@@ -15,6 +15,7 @@ std::string capability_tier(int) { not_compiled("capability_tier"); }
 std::string runtime_version() { return "not compiled"; }
 void* current_stream(int) { not_compiled("current_stream"); }
 void set_current_stream(int, void*) { not_compiled("set_current_stream"); }
+void* legacy_default_stream() { not_compiled("legacy_default_stream"); }
 void synchronize(int) { not_compiled("synchronize"); }
 void* allocate(std::size_t, int, void*) { not_compiled("allocate"); }
 void deallocate(void*, int, void*) noexcept {}
