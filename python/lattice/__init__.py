@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from . import _native, core, models, nn, ops
 from ._native import CoordinateManager, CoordinateMapKey, DeviceError, NotCompiledError
+from ._quant import QuantizedWeight, dequantize_weight, quantize_weight
 from ._stream import use_stream
 from ._tensor import SparseTensor
 
@@ -50,12 +51,15 @@ __all__ = [
     "CoordinateMapKey",
     "DeviceError",
     "NotCompiledError",
+    "QuantizedWeight",
     "SparseTensor",
     "backend_info",
     "core",
+    "dequantize_weight",
     "models",
     "nn",
     "ops",
+    "quantize_weight",
     "set_cpu_threads",
     "use_stream",
 ]

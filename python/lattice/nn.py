@@ -11,16 +11,25 @@ State: ``state_dict()`` returns copies of every parameter and buffer under
 dotted names ("0.weight", "block.norm.running_mean", ...);
 ``load_state_dict(state)`` checks names, shapes and dtypes before changing
 anything. Training from Python (gradients) is not part of this module yet.
+
+Quantization: ``module.to_quantized(bits, group_size)`` returns a copy whose
+convolution and linear layers hold packed quantized weights (SPEC section 9):
+their ``weight`` parameter becomes the uint32 codes, with ``scales`` and
+``biases`` beside it (all three in the state), and forward passes a
+``lattice.QuantizedWeight`` to the op. Other layers are copied unchanged;
+containers recurse.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 
 import numpy as np
 
 from . import ops
+from ._quant import QuantizedWeight, quantize_weight
 from ._util import triple
 
 __all__ = [
@@ -128,6 +137,61 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
+    def to_quantized(self, bits=8, group_size=None) -> Module:
+        """A copy with quantized convolution / linear weights (see the module docstring).
+
+        Args:
+            bits: 4 or 8.
+            group_size: 32, 64 or 128; None: 64 when C_in >= 64, else 32.
+
+        Returns:
+            A new module (the original is unchanged; parameters and buffers
+            are copied). Its forward equals the original's forward with every
+            weight replaced by ``dequantize_weight(quantize_weight(weight, ...))``.
+
+        Raises:
+            ValueError: bits / group_size outside {4, 8} x {32, 64, 128}, or a
+                layer that is already quantized.
+            TypeError: weights other than float32 / float16.
+        """
+        out = copy.copy(self)
+        for store in ("_params", "_buffers"):
+            fresh = OrderedDict((k, np.array(v, copy=True)) for k, v in getattr(self, store).items())
+            object.__setattr__(out, store, fresh)
+            for k, v in fresh.items():
+                object.__setattr__(out, k, v)
+        children = OrderedDict((k, c.to_quantized(bits, group_size)) for k, c in self._children.items())
+        object.__setattr__(out, "_children", children)
+        for k, c in children.items():
+            object.__setattr__(out, k, c)
+        out._quantize_own(bits, group_size)
+        return out
+
+    def _quantize_own(self, bits, group_size) -> None:
+        """Replace this module's own weight by its quantized form (layers with weights override)."""
+
+    def _quantize_weight_param(self, bits, group_size, kernel_size) -> None:
+        if "_quant" in self.__dict__:
+            raise ValueError(f"[{type(self).__name__}.to_quantized] the module is already quantized")
+        q = quantize_weight(self.weight, bits, group_size, kernel_size=kernel_size)
+        bias = self._params.pop("bias", None)
+        del self._params["weight"]
+        self._param("weight", np.array(q.weight, copy=True))
+        self._param("scales", np.array(q.scales, copy=True))
+        self._param("biases", np.array(q.biases, copy=True))
+        if bias is not None:
+            self._param("bias", bias)
+        object.__setattr__(
+            self, "_quant", (q.group_size, q.bits, q.in_channels, q.out_channels, q.kernel_size, q.layout)
+        )
+
+    def _weight_arg(self):
+        """The weight the op takes: the float array, or a QuantizedWeight over the packed parameters."""
+        meta = self.__dict__.get("_quant")
+        if meta is None:
+            return self.weight
+        return QuantizedWeight(self.weight, self.scales, self.biases, *meta)
+
     def forward(self, x):
         raise NotImplementedError
 
@@ -166,6 +230,9 @@ class _ConvBase(Module):
         else:
             object.__setattr__(self, "bias", None)
 
+    def _quantize_own(self, bits, group_size) -> None:
+        self._quantize_weight_param(bits, group_size, self.kernel_size)
+
 
 class _StridedConv(_ConvBase):
     """Conv3d and ConvTranspose3d: the same parameters, a different op."""
@@ -179,7 +246,7 @@ class _StridedConv(_ConvBase):
     def forward(self, x, coordinates=None):
         return type(self)._fn(
             x,
-            self.weight,
+            self._weight_arg(),
             self.bias,
             kernel_size=self.kernel_size,
             stride=self.stride,
@@ -221,7 +288,7 @@ class SubmConv3d(_ConvBase):
         self.dilation = dilation
 
     def forward(self, x):
-        return ops.subm_conv3d(x, self.weight, self.bias, kernel_size=self.kernel_size, dilation=self.dilation)
+        return ops.subm_conv3d(x, self._weight_arg(), self.bias, kernel_size=self.kernel_size, dilation=self.dilation)
 
 
 class ConvTranspose3d(_StridedConv):
@@ -254,7 +321,7 @@ class GenerativeConvTranspose3d(_ConvBase):
 
     def forward(self, x, coordinates=None):
         return ops.generative_conv_transpose3d(
-            x, self.weight, self.bias, kernel_size=self.kernel_size, stride=self.stride, coordinates=coordinates
+            x, self._weight_arg(), self.bias, kernel_size=self.kernel_size, stride=self.stride, coordinates=coordinates
         )
 
     def __call__(self, x, coordinates=None):
@@ -276,8 +343,11 @@ class Linear(Module):
         else:
             object.__setattr__(self, "bias", None)
 
+    def _quantize_own(self, bits, group_size) -> None:
+        self._quantize_weight_param(bits, group_size, None)
+
     def forward(self, x):
-        return ops.linear(x, self.weight, self.bias)
+        return ops.linear(x, self._weight_arg(), self.bias)
 
 
 class ReLU(Module):

@@ -53,5 +53,6 @@ void bind_ops_features(nb::module_& m);
 void bind_ops_pooling(nb::module_& m);
 void bind_ops_voxelize(nb::module_& m);
 void bind_models(nb::module_& m);
+void bind_quant(nb::module_& m);
 
 }  // namespace lattice::python

@@ -48,4 +48,5 @@ NB_MODULE(_native, m) {
   lattice::python::bind_ops_pooling(m);
   lattice::python::bind_ops_voxelize(m);
   lattice::python::bind_models(m);
+  lattice::python::bind_quant(m);
 }

@@ -6,13 +6,25 @@ Weights, in the feature dtype: dense 5-D ``(C_out, Kx, Ky, Kz, C_in)``,
 kernel-major ``(K, C_in, C_out)`` with K = Kx * Ky * Kz (offset k enumerates
 (x, y, z) with z fastest), or pointwise ``(C_out, C_in)``. Bias: ``(C_out,)``
 in the feature dtype. float16/bfloat16 features accumulate in float32.
+A ``lattice.QuantizedWeight`` is accepted wherever a weight is: it is
+dequantized to the features' dtype on their device and the same op runs
+(its kernel_size must match the op's).
 """
 
 from __future__ import annotations
 
 from .. import _native
+from .._quant import QuantizedWeight
 from .._tensor import SparseTensor, unwrap
 from .._util import require_array, triple
+
+
+def _weight(weight, op, plain, quantized):
+    """The native entry point and weight: a QuantizedWeight takes the quantized one."""
+    if isinstance(weight, QuantizedWeight):
+        return quantized, weight._q
+    require_array(weight, op, "weight")
+    return plain, weight
 
 
 def _target(coordinates, op):
@@ -28,7 +40,8 @@ def conv3d(x, weight, bias=None, *, kernel_size=3, stride=1, padding=0, dilation
 
     Args:
         x: SparseTensor, features (N_in, C_in).
-        weight: (C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out) or (C_out, C_in) in x's dtype.
+        weight: (C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out) or (C_out, C_in) in x's dtype,
+            or a QuantizedWeight (dequantized to x's dtype; same result as the op on dequantize_weight).
         bias: optional (C_out,) in x's dtype.
         kernel_size, stride, padding, dilation: int or 3 ints.
         coordinates: optional explicit output support: a SparseTensor, a
@@ -42,9 +55,9 @@ def conv3d(x, weight, bias=None, *, kernel_size=3, stride=1, padding=0, dilation
     """
     op = "conv3d"
     t = unwrap(x, op)
-    require_array(weight, op, "weight")
+    fn, weight = _weight(weight, op, _native.conv3d, _native.quantized_conv3d)
     require_array(bias, op, "bias", optional=True)
-    out = _native.conv3d(
+    out = fn(
         t,
         weight,
         bias,
@@ -62,7 +75,8 @@ def subm_conv3d(x, weight, bias=None, *, kernel_size=3, dilation=1):
 
     Args:
         x: SparseTensor, features (N, C_in).
-        weight: (C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out) or (C_out, C_in) in x's dtype.
+        weight: (C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out) or (C_out, C_in) in x's dtype,
+            or a QuantizedWeight (dequantized to x's dtype; same result as the op on dequantize_weight).
         bias: optional (C_out,) in x's dtype.
         kernel_size: odd int or 3 odd ints.
         dilation: int or 3 ints.
@@ -72,9 +86,9 @@ def subm_conv3d(x, weight, bias=None, *, kernel_size=3, dilation=1):
     """
     op = "subm_conv3d"
     t = unwrap(x, op)
-    require_array(weight, op, "weight")
+    fn, weight = _weight(weight, op, _native.subm_conv3d, _native.quantized_subm_conv3d)
     require_array(bias, op, "bias", optional=True)
-    out = _native.subm_conv3d(t, weight, bias, triple(kernel_size, op, "kernel_size"), triple(dilation, op, "dilation"))
+    out = fn(t, weight, bias, triple(kernel_size, op, "kernel_size"), triple(dilation, op, "dilation"))
     return SparseTensor._wrap(out, x._fw)
 
 
@@ -83,7 +97,7 @@ def conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2, padding=0
 
     Args:
         x: SparseTensor, features (N_in, C_in).
-        weight: (C_out, Kx, Ky, Kz, C_in) or (K, C_in, C_out) in x's dtype.
+        weight: (C_out, Kx, Ky, Kz, C_in) or (K, C_in, C_out) in x's dtype, or a QuantizedWeight.
         bias: optional (C_out,) in x's dtype.
         kernel_size, stride, padding, dilation: int or 3 ints; stride must
             divide x.stride on every axis.
@@ -96,9 +110,9 @@ def conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2, padding=0
     """
     op = "conv_transpose3d"
     t = unwrap(x, op)
-    require_array(weight, op, "weight")
+    fn, weight = _weight(weight, op, _native.conv_transpose3d, _native.quantized_conv_transpose3d)
     require_array(bias, op, "bias", optional=True)
-    out = _native.conv_transpose3d(
+    out = fn(
         t,
         weight,
         bias,
@@ -116,7 +130,7 @@ def generative_conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2
 
     Args:
         x: SparseTensor, features (N_in, C_in).
-        weight: (C_out, Kx, Ky, Kz, C_in) or (K, C_in, C_out) in x's dtype.
+        weight: (C_out, Kx, Ky, Kz, C_in) or (K, C_in, C_out) in x's dtype, or a QuantizedWeight.
         bias: optional (C_out,) in x's dtype.
         kernel_size, stride: int or 3 ints; stride must divide x.stride.
         coordinates: optional explicit output support.
@@ -127,9 +141,9 @@ def generative_conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2
     """
     op = "generative_conv_transpose3d"
     t = unwrap(x, op)
-    require_array(weight, op, "weight")
+    fn, weight = _weight(weight, op, _native.generative_conv_transpose3d, _native.quantized_generative_conv_transpose3d)
     require_array(bias, op, "bias", optional=True)
-    out = _native.generative_conv_transpose3d(
+    out = fn(
         t, weight, bias, triple(kernel_size, op, "kernel_size"), triple(stride, op, "stride"), _target(coordinates, op)
     )
     return SparseTensor._wrap(out, x._fw)

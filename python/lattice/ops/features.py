@@ -7,6 +7,7 @@ coordinates and key; inputs are never modified.
 from __future__ import annotations
 
 from .. import _native
+from .._quant import QuantizedWeight
 from .._tensor import SparseTensor, unwrap
 from .._util import require_array
 
@@ -16,15 +17,20 @@ def linear(x, weight, bias=None):
 
     Args:
         x: SparseTensor, features (N, C_in).
-        weight: (C_out, C_in) in x's dtype.
+        weight: (C_out, C_in) in x's dtype, or a QuantizedWeight (layout
+            'linear', or a 1x1x1 spatial one), dequantized to x's dtype.
         bias: optional (C_out,) in x's dtype.
 
     Returns:
         SparseTensor with features (N, C_out) in x's dtype.
     """
     t = unwrap(x, "linear")
-    require_array(weight, "linear", "weight")
+    quantized = isinstance(weight, QuantizedWeight)
+    if not quantized:
+        require_array(weight, "linear", "weight")
     require_array(bias, "linear", "bias", optional=True)
+    if quantized:
+        return SparseTensor._wrap(_native.quantized_linear(t, weight._q, bias), x._fw)
     return SparseTensor._wrap(_native.linear(t, weight, bias), x._fw)
 
 
