@@ -26,6 +26,7 @@ the way out; ``lattice.core.use_stream(stream)`` pins a stream explicitly.
 from __future__ import annotations
 
 from . import _native, core, models, nn, ops
+from . import convert
 from ._native import CoordinateManager, CoordinateMapKey, DeviceError, NotCompiledError
 from ._quant import QuantizedWeight, dequantize_weight, quantize_weight
 from ._stream import use_stream
