@@ -25,7 +25,7 @@ the way out; ``lattice.core.use_stream(stream)`` pins a stream explicitly.
 
 from __future__ import annotations
 
-from . import _native, core, models, nn, ops
+from . import _native, core, models, nn, ops, sim
 from . import convert
 from ._native import CoordinateManager, CoordinateMapKey, DeviceError, NotCompiledError
 from ._quant import QuantizedWeight, dequantize_weight, quantize_weight
@@ -62,5 +62,6 @@ __all__ = [
     "ops",
     "quantize_weight",
     "set_cpu_threads",
+    "sim",
     "use_stream",
 ]

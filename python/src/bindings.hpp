@@ -54,5 +54,8 @@ void bind_ops_pooling(nb::module_& m);
 void bind_ops_voxelize(nb::module_& m);
 void bind_models(nb::module_& m);
 void bind_quant(nb::module_& m);
+void bind_torch_support(nb::module_& m);
+void bind_ops_grad(nb::module_& m);
+void bind_io_sim(nb::module_& m);
 
 }  // namespace lattice::python

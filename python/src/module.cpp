@@ -49,4 +49,7 @@ NB_MODULE(_native, m) {
   lattice::python::bind_ops_voxelize(m);
   lattice::python::bind_models(m);
   lattice::python::bind_quant(m);
+  lattice::python::bind_torch_support(m);
+  lattice::python::bind_ops_grad(m);
+  lattice::python::bind_io_sim(m);
 }

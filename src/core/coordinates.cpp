@@ -107,6 +107,34 @@ struct CoordinateManager::Impl {
       it = it->second.expired() ? sets.erase(it) : std::next(it);
     }
   }
+
+  // The built, cached relation without target whose output set is `target`, for
+  // a target-kind request (target: forward; target_transposed: transposed, or
+  // generative when the spec has no padding and no dilation, the only specs
+  // under which its rule equals the transposed one). Null when there is none.
+  // Caller holds `mutex`; a hit counts as the producer's use (LRU).
+  std::shared_ptr<const Relation> find_producer_locked(std::uint64_t input_id, RelationKind kind,
+                                                       const KernelSpec& spec,
+                                                       const std::shared_ptr<const CoordinateSet>& target) {
+    if (!target || (kind != RelationKind::target && kind != RelationKind::target_transposed)) return nullptr;
+    RelationKind candidates[2] = {RelationKind::forward, RelationKind::forward};
+    int n = 1;
+    if (kind == RelationKind::target_transposed) {
+      candidates[0] = RelationKind::transposed;
+      if (spec.padding == Int3{0} && spec.dilation == Int3{1}) candidates[n++] = RelationKind::generative;
+    }
+    for (int i = 0; i < n; ++i) {
+      const RelationCacheKey producer{input_id, 0, detail::normalized_spec(candidates[i], spec), candidates[i]};
+      auto it = cache.find(producer);
+      if (it == cache.end() || !it->second->relation) continue;
+      // `relation` is published under `mutex` (held here).
+      const std::shared_ptr<const Relation>& rel = it->second->relation;
+      if (rel->output() != target) continue;
+      lru.splice(lru.begin(), lru, it->second->lru_pos);
+      return rel;
+    }
+    return nullptr;
+  }
 };
 
 CoordinateManager::CoordinateManager() : impl_(std::make_unique<Impl>()), id_(g_next_manager_id.fetch_add(1)) {}
@@ -157,6 +185,16 @@ std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_pt
   std::shared_ptr<Impl::Entry> entry;
   {
     std::lock_guard lock(impl_->mutex);
+    // A target request naming exactly the output set of a cached forward
+    // (transposed, generative) relation with the same spec is that relation:
+    // same edge rule, same output rows, same (output, k, input) edge order.
+    // Reusing it lets a caller plan an output set and then run against it as
+    // a target without a second relation build.
+    if (auto reused = impl_->find_producer_locked(input->key().id, kind, spec, target)) {
+      ++impl_->stats.hits;
+      if (was_cached != nullptr) *was_cached = true;
+      return reused;
+    }
     auto it = impl_->cache.find(key);
     if (it != impl_->cache.end()) {
       entry = it->second;
@@ -191,8 +229,8 @@ std::shared_ptr<const Relation> CoordinateManager::relation(const std::shared_pt
     }
     throw;
   }
-  entry->relation = rel;
   std::lock_guard lock(impl_->mutex);
+  entry->relation = rel;  // published under `mutex` too: find_producer_locked reads it there
   ++impl_->stats.misses;
   impl_->evict_locked();  // only after a successful build: a failed call evicts nothing
   return rel;
