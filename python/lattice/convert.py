@@ -1,42 +1,34 @@
 """Weight and coordinate converters between lattice and TorchSparse, spconv and MinkowskiEngine.
 
-lattice's convention (SPEC section 3 and 5): a spatial convolution weight is
-kernel-major ``(K, C_in, C_out)`` with K = Kx * Ky * Kz; row k is the kernel
-position ``(ix, iy, iz)`` with ``k = (ix * Ky + iy) * Kz + iz`` (z fastest); the
-offset along an axis of size n is ``i - (n - 1) / 2`` for odd n and ``i`` for even
-n (times the dilation). Coordinates are rows ``(batch, x, y, z)``.
+lattice (SPEC section 3, 5): weights are kernel-major ``(K, C_in, C_out)``, row
+``k = (ix * Ky + iy) * Kz + iz`` (z fastest); per axis the offset is centred for
+odd sizes and ``0 .. n - 1`` for even ones; coordinates ``(batch, x, y, z)``,
+physical. The peers, from their sources (docs/migration.md lists the files
+and which facts were checked against a real library):
 
-The peers (established from their sources; docs/migration.md cites the files):
+- spconv 2.x: ``(C_out, kD, kH, kW, C_in)`` ("KRSC"; "RSKC" / 1.x "RSCK"),
+  kernel axes in index order (z, y, x); kernel index j reads
+  ``out * s - padding + j * d``; the 1x1 fast path multiplies by the memory
+  read as ``(C_in, C_out)`` (issue #450, PR #634), reproduced by default.
+- TorchSparse: ``(K, C_in, C_out)``; ``(C_in, C_out)`` for K = 1 (<= 2.0 at any
+  stride, 2.1 at stride 1). Rows x fastest for an odd kernel volume, z fastest
+  for an even one. 2.1's default kernel maps choose the offsets by the volume
+  too (even: 0 .. n - 1 on every axis), 2.1 generative layers act at the
+  negated offset, and the dilation is ignored (see :func:`from_torchsparse`).
+- MinkowskiEngine 0.5: ``(K, C_in, C_out)``, ``(C_in, C_out)`` for K = 1 with
+  stride 1, bias ``(1, C_out)``; rows x fastest, offsets as lattice.
 
-- spconv 2.x stores ``(C_out, kD, kH, kW, C_in)`` ("KRSC") for a grid whose
-  indices are ``(batch, z, y, x)``: the kernel axes run z, y, x. spconv 1.x
-  stored ``(kD, kH, kW, C_in, C_out)`` ("RSCK"); spconv 2.0 with the native
-  algorithm ``(kD, kH, kW, C_out, C_in)`` ("RSKC"). Kernel index j on an axis
-  reads input ``out * stride - padding + j * dilation``; submanifold layers use
-  ``padding = (k - 1) / 2``, so their offsets are centred like lattice's.
-  spconv's 1x1 fast path (kernel volume 1 with stride 1, or any submanifold
-  1x1) multiplies by the weight's memory read as ``(C_in, C_out)`` whatever the
-  layout (spconv issues #450, #556); the converters reproduce that by default.
-- TorchSparse (1.4, 2.0, 2.1/++) stores ``(K, C_in, C_out)``, or ``(C_in, C_out)``
-  when K = 1 and the stride is 1. Offsets enumerate x fastest when K is odd and
-  z fastest when K is even (the even case is lattice's order).
-- MinkowskiEngine 0.5 stores ``(K, C_in, C_out)``, or ``(C_in, C_out)`` when K = 1
-  and the stride is 1; the bias is ``(1, C_out)``. Offsets enumerate x fastest;
-  odd sizes centred, even sizes 0 .. n - 1 (as lattice).
-
-Transposed, inverse and generative layers of all three peers index the weight
-with the same kernel position as the forward convolution they mirror (no
-flip), with rows ``(C_in, C_out)`` of the transposed layer itself, so they
-convert like forward layers.
-
-Every function takes NumPy arrays or PyTorch tensors and returns a new,
-contiguous array of the same framework and dtype; inputs are never modified.
+Transposed and inverse layers (and ME's generative ones) use the forward
+layer's rows unflipped. Every function takes NumPy arrays or PyTorch tensors
+and returns a new contiguous array of the same framework and dtype; inputs are
+never modified.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,11 +49,15 @@ __all__ = [
     "to_minkowski",
     "to_spconv",
     "to_torchsparse",
+    "torchsparse_output_coords",
+    "torchsparse_padding",
+    "torchsparse_shift",
 ]
 
 SPCONV_LAYOUTS = ("KRSC", "RSKC", "RSCK")
 SPCONV_KINDS = ("subm", "conv", "inverse", "transposed")
 TORCHSPARSE_VERSIONS = ("1.4", "2.0", "2.1")
+TORCHSPARSE_KMAP_MODES = ("hashmap_on_the_fly", "hashmap")
 SOURCES = ("spconv", "torchsparse", "minkowski")
 
 SPCONV_INDEX_ORDERS = ("zyx", "xyz")
@@ -121,6 +117,20 @@ def _reshape(a, shape):
     return np.ascontiguousarray(a).reshape(shape).copy()
 
 
+def _host(a) -> np.ndarray:
+    return np.asarray(a.detach().cpu().numpy() if _is_torch(a) else a, dtype=np.int64).reshape(-1, 4)
+
+
+def _sites(found, like):
+    """Unique sorted int32 (M, 4) rows of the arrays in ``found``, in the framework (and device) of ``like``."""
+    rows = np.ascontiguousarray(np.unique(np.concatenate(found).reshape(-1, 4), axis=0).astype(np.int32))
+    if _is_torch(like):
+        import torch
+
+        return torch.from_numpy(rows).to(like.device)
+    return rows
+
+
 def _take_rows(a, index: np.ndarray):
     if _is_torch(a):
         import torch
@@ -166,16 +176,10 @@ def _volume(ks) -> int:
 
 
 def kernel_order(kernel_size, fastest: str) -> np.ndarray:
-    """Permutation from a peer's kernel rows to lattice's.
+    """Permutation P (int64, length K) with ``lattice_weight[k] = peer_weight[P[k]]``.
 
-    Args:
-        kernel_size: int or 3 ints (x, y, z).
-        fastest: 'x' (the peer's row index is ``(iz * Ky + iy) * Kx + ix``) or
-            'z' (``(ix * Ky + iy) * Kz + iz``, lattice's own order).
-
-    Returns:
-        int64 array P of length K with ``lattice_weight[k] = peer_weight[P[k]]``;
-        ``peer_weight = lattice_weight[argsort(P)]``.
+    ``fastest`` 'x': the peer's row is ``(iz * Ky + iy) * Kx + ix``; 'z':
+    ``(ix * Ky + iy) * Kz + iz`` (lattice's). ``peer = lattice[argsort(P)]``.
     """
     op = "kernel_order"
     kx, ky, kz = _triple(kernel_size, op, "kernel_size", 1)
@@ -237,18 +241,15 @@ def from_spconv(weight, *, kind="subm", layout="KRSC", stride=1, pointwise_quirk
 
     Args:
         weight: 5-D float array in ``layout``: 'KRSC' ``(C_out, kD, kH, kW, C_in)``
-            (spconv >= 2.2, and 2.x implicit GEMM), 'RSKC' ``(kD, kH, kW, C_out, C_in)``
-            (spconv 2.0/2.1 native) or 'RSCK' ``(kD, kH, kW, C_in, C_out)`` (spconv 1.x).
-            Kernel axes (D, H, W) are spconv's index axes (z, y, x) when its
-            indices are ``(batch, z, y, x)``.
-        kind: 'subm' (SubMConv3d), 'conv' (SparseConv3d), 'inverse'
-            (SparseInverseConv3d) or 'transposed' (SparseConvTranspose3d). All
-            map the kernel the same way; kind and stride only select spconv's
-            1x1 fast path.
-        stride: the layer's stride (int or 3 ints), for the 1x1 fast path.
+            (spconv 2.x), 'RSKC' ``(kD, kH, kW, C_out, C_in)`` (2.x native with
+            ALL_WEIGHT_IS_KRSC off) or 'RSCK' ``(kD, kH, kW, C_in, C_out)`` (1.x).
+            Kernel axes (D, H, W) follow the index columns (z, y, x).
+        kind: 'subm', 'conv', 'inverse' (SparseInverseConv3d) or 'transposed'
+            (SparseConvTranspose3d); with ``stride`` (int or 3 ints) it only
+            selects spconv's 1x1 fast path.
         pointwise_quirk: reproduce spconv's 1x1 fast path, which multiplies by
             the weight's memory read as ``(C_in, C_out)`` whatever the layout
-            (spconv issues #450, #556). False converts the 1x1 kernel by its axes.
+            (spconv issue #450, PR #634). False converts the 1x1 kernel by its axes.
         index_order: 'zyx' when the network's spconv indices are ``(batch, z, y, x)``
             (spconv's Point2Voxel, OpenPCDet, mmdetection3d), 'xyz' when they are
             ``(batch, x, y, z)``; the kernel axes follow the index columns.
@@ -279,16 +280,8 @@ def from_spconv(weight, *, kind="subm", layout="KRSC", stride=1, pointwise_quirk
 def to_spconv(
     weight, *, kernel_size=None, kind="subm", layout="KRSC", stride=1, pointwise_quirk=True, index_order="zyx"
 ):
-    """lattice weight -> spconv layout; the inverse of :func:`from_spconv` (same options).
-
-    Args:
-        weight: lattice kernel-major ``(K, C_in, C_out)`` (kernel_size required
-            unless K = 1) or dense ``(C_out, Kx, Ky, Kz, C_in)``.
-        kernel_size: int or 3 ints (x, y, z).
-
-    Returns:
-        5-D array in ``layout``, kernel axes in ``index_order``.
-    """
+    """lattice ``(K, C_in, C_out)`` (kernel_size (x, y, z) required unless K = 1) or dense
+    ``(C_out, Kx, Ky, Kz, C_in)`` -> 5-D spconv weight; the inverse of :func:`from_spconv` (same options)."""
     op = "to_spconv"
     _check_array(weight, op, "weight")
     _choice(kind, SPCONV_KINDS, op, "kind")
@@ -306,18 +299,12 @@ def to_spconv(
 
 
 def padding_from_spconv(kernel_size, padding, dilation=1) -> tuple:
-    """lattice padding for a layer that reads input ``out * stride - padding + j * dilation``, j = 0 .. k - 1.
+    """lattice padding for a layer reading input ``out * stride - padding + j * dilation``, j = 0 .. k - 1.
 
-    That is spconv's convention (and TorchSparse 2.1's downsampling). lattice
-    centres odd kernels, so per axis ``padding - (k - 1) / 2 * dilation`` for
-    odd k and ``padding`` for even k. Submanifold layers need none: their
-    offsets coincide.
-
-    Raises:
-        ValueError: when the result is negative on an axis (e.g. spconv's k=3,
-            s=2, padding=0): lattice has no negative padding; translate the
-            input coordinates by that many input-stride steps instead (which
-            also moves the output support).
+    spconv's rule (and TorchSparse 2.1's strided default): per axis
+    ``padding - (k - 1) / 2 * dilation`` for odd k, ``padding`` for even k.
+    Raises ValueError when negative (spconv's k=3, s=2, padding=0): lattice
+    has no negative padding; translate the input coordinates instead.
     """
     op = "padding_from_spconv"
     ks = _triple(kernel_size, op, "kernel_size", 1)
@@ -333,28 +320,23 @@ def padding_from_spconv(kernel_size, padding, dilation=1) -> tuple:
 
 
 def spconv_output_indices(indices, spatial_shape, kernel_size, stride, padding=0, dilation=1, *, transposed=False):
-    """The output sites a spconv SparseConv3d (or SparseConvTranspose3d) creates, in spconv's own axes.
+    """The output sites of a spconv SparseConv3d (``transposed``: SparseConvTranspose3d), in spconv's axes.
 
-    lattice's strided convolution keeps one output per floor(input / stride)
-    (as MinkowskiEngine); spconv keeps every output whose window touches an
-    input, inside its grid. Pass these sites (through :func:`coords_from_spconv`
-    with the output stride) as ``coordinates=`` to ``conv3d`` to reproduce
-    spconv's support; for a transposed layer, use them to select lattice's rows
-    (lattice keeps the sites spconv drops outside its grid).
+    lattice keeps one output per floor(input / stride); spconv every output
+    whose window touches an input, inside its grid. Pass these sites (through
+    :func:`coords_from_spconv` at the output stride) as ``coordinates=`` to
+    conv3d; for a transposed layer, select lattice's rows with them.
 
     Args:
         indices: (N, 4) integer spconv indices (batch, a0, a1, a2).
-        spatial_shape: the input grid (3 ints, spconv's axis order).
-        kernel_size, stride, padding, dilation: int or 3 ints, spconv's axis order.
-        transposed: SparseConvTranspose3d instead of SparseConv3d.
+        spatial_shape, kernel_size, stride, padding, dilation: spconv's axis order.
 
     Returns:
-        (M, 4) int32 indices in the framework of ``indices``, sorted by
-        (batch, a0, a1, a2) (spconv's own row order is its hash table's).
+        (M, 4) int32 indices sorted by (batch, a0, a1, a2), in the framework of ``indices``.
     """
     op = "spconv_output_indices"
     idx = _coords(indices, op)
-    host = np.asarray(idx.detach().cpu().numpy() if _is_torch(idx) else idx, dtype=np.int64)
+    host = _host(idx)
     shape = np.array(_triple(spatial_shape, op, "spatial_shape", 1))
     k = np.array(_triple(kernel_size, op, "kernel_size", 1))
     s = np.array(_triple(stride, op, "stride", 1))
@@ -376,13 +358,7 @@ def spconv_output_indices(indices, spatial_shape, kernel_size, stride, padding=0
             o = shifted // s
         ok &= np.all((o >= 0) & (o < out_shape), axis=1)
         found.append(np.concatenate([host[ok, :1], o[ok]], axis=1))
-    rows = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 4), np.int64)
-    rows = np.ascontiguousarray(rows.reshape(-1, 4).astype(np.int32))
-    if _is_torch(idx):
-        import torch
-
-        return torch.from_numpy(rows).to(idx.device)
-    return rows
+    return _sites(found, idx)
 
 
 # ---------------------------------------------------------------------------
@@ -405,43 +381,199 @@ def _pointwise_2d(ks, stride) -> bool:
     return _volume(ks) == 1 and stride == (1, 1, 1)
 
 
-def from_torchsparse(weight, *, kernel_size, version="2.1", transposed=False):
-    """TorchSparse ``kernel`` -> lattice kernel-major (K, C_in, C_out).
+def _ts_mode(version, kmap_mode, op: str) -> str:
+    _choice(version, TORCHSPARSE_VERSIONS, op, "version")
+    if kmap_mode is None:
+        return "hashmap_on_the_fly" if version == "2.1" else "hashmap"
+    return _choice(kmap_mode, TORCHSPARSE_KMAP_MODES if version == "2.1" else ("hashmap",), op, "kmap_mode")
+
+
+def torchsparse_shift(kernel_size, *, version="2.1", stride=1, kmap_mode=None) -> tuple:
+    """Per-axis shift (steps of the input stride) of the sites where lattice computes a TorchSparse layer.
+
+    TorchSparse 2.1's default maps ('hashmap_on_the_fly') give a stride-1 layer
+    with an even kernel *volume* the offsets 0 .. n - 1 on every axis, odd axes
+    of size n >= 3 included (lattice centres those: shift (n - 1) / 2). Its
+    output at u is lattice's ``conv3d(x, w, kernel_size=k, stride=1,
+    coordinates=u + shift * x.stride)``. (0, 0, 0) in every other case.
+    """
+    op = "torchsparse_shift"
+    ks = _triple(kernel_size, op, "kernel_size", 1)
+    st = _triple(stride, op, "stride", 1)
+    mode = _ts_mode(version, kmap_mode, op)
+    if mode != "hashmap_on_the_fly" or st != (1, 1, 1) or _volume(ks) % 2 == 1:
+        return (0, 0, 0)
+    return tuple((n - 1) // 2 if n % 2 else 0 for n in ks)
+
+
+def torchsparse_padding(kernel_size, *, version="2.1", stride=1, padding=0, kmap_mode=None) -> tuple:
+    """lattice ``padding`` (conv3d, conv_transpose3d) for a TorchSparse layer's kernel offsets, 3 ints.
+
+    ``padding`` is the layer's effective one (2.1's ``Conv3d.padding``, which
+    is (k - 1) / 2 on odd axes with stride 1). 2.1 strided layers of the default
+    mode read ``out * s - p + j`` (:func:`padding_from_spconv`, which raises
+    when negative); 2.0 and 2.1 'hashmap' maps ignore the padding and use
+    ``j - (n - 1) // 2`` (n / 2 - 1 on even axes); 2.1 stride 1: 0 (see
+    :func:`torchsparse_shift`).
+    """
+    op = "torchsparse_padding"
+    ks = _triple(kernel_size, op, "kernel_size", 1)
+    st = _triple(stride, op, "stride", 1)
+    pad = _triple(padding, op, "padding", 0)
+    mode = _ts_mode(version, kmap_mode, op)
+    if mode == "hashmap":
+        return tuple(0 if n % 2 else n // 2 - 1 for n in ks)
+    if st == (1, 1, 1):
+        return (0, 0, 0)
+    return padding_from_spconv(ks, pad)
+
+
+def _ts_rows(ks, version, stride, dilation, generative, kmap_mode, allow_shift, op: str):
+    """TorchSparse row of each lattice row (lattice_weight[k] = ts_weight[rows[k]]), after the argument checks."""
+    mode = _ts_mode(version, kmap_mode, op)
+    st = _triple(stride, op, "stride", 1)
+    dil = _triple(dilation, op, "dilation", 1)
+    _choice(generative, (False, True), op, "generative")
+    _choice(allow_shift, (False, True), op, "allow_shift")
+    if dil != (1, 1, 1):
+        # Its kernel-map builders never read the dilation: the layer runs with dilation 1.
+        warnings.warn(
+            f"[{op}] argument 'dilation': TorchSparse ignores dilation {dil} when it builds kernel maps; "
+            "the layer computes with dilation 1, so run lattice with dilation=1",
+            stacklevel=3,
+        )
+    rows = kernel_order(ks, _torchsparse_fastest(ks))
+    if generative:
+        if version != "2.1" or mode != "hashmap":
+            raise ValueError(
+                f"[{op}] argument 'generative': TorchSparse has generative convolutions in 2.1 with kmap_mode "
+                f"'hashmap' only, got version {version!r}, kmap_mode {mode!r}"
+            )
+        if _volume(ks) % 2 == 0:
+            raise ValueError(
+                f"[{op}] argument 'generative': TorchSparse 2.1 generates coarse * s + (0 .. n - 1) but pairs "
+                f"them with coarse * s - offset for the even kernel {ks}; lattice has no equivalent"
+            )
+        # Row k acts at fine = coarse * s - offset_k: the negated offset, i.e. row K - 1 - k.
+        return _volume(ks) - 1 - rows, st
+    shift = torchsparse_shift(ks, version=version, stride=st, kmap_mode=mode)
+    if shift != (0, 0, 0) and not allow_shift:
+        raise ValueError(
+            f"[{op}] argument 'kernel_size': TorchSparse 2.1 ({mode}) uses offsets 0 .. n - 1 on every axis of "
+            f"the even-volume stride-1 kernel {ks}; lattice centres its odd axes, so its output sites must be "
+            f"shifted by {shift} (torchsparse_shift); pass allow_shift=True once you do"
+        )
+    return rows, st
+
+
+def from_torchsparse(
+    weight,
+    *,
+    kernel_size,
+    version="2.1",
+    transposed=False,
+    generative=False,
+    stride=1,
+    dilation=1,
+    kmap_mode=None,
+    allow_shift=False,
+):
+    """TorchSparse ``kernel`` ``(K, C_in, C_out)`` (or ``(C_in, C_out)`` for 1x1x1) -> lattice (K, C_in, C_out).
 
     Args:
-        weight: ``(K, C_in, C_out)``, or ``(C_in, C_out)`` for a 1x1x1 kernel.
-        kernel_size: int or 3 ints (x, y, z) of the layer.
-        version: '1.4', '2.0' or '2.1' (2.1 is TorchSparse++). All share the
-            row order (x fastest for odd K, z fastest for even K); the version
-            is checked and matters for offsets and coordinates (see the guide).
-        transposed: the layer is ``transposed=True`` (or generative); its rows
-            index the same kernel positions, so the conversion is the same.
+        kernel_size, stride: the layer's, int or 3 ints (x, y, z).
+        version: '1.4', '2.0' or '2.1' (TorchSparse++); rows are x fastest for
+            an odd kernel volume, z fastest for an even one, in all of them.
+        transposed: ``transposed=True`` layers use the forward rows unflipped.
+        generative: 2.1 ``generative=True`` ('hashmap' only): row k acts at the
+            negated offset, so the rows are reversed; even volumes raise.
+        dilation: TorchSparse ignores it (a warning when != 1).
+        kmap_mode: 2.1 'hashmap_on_the_fly' (default) or 'hashmap'; <= 2.0 'hashmap'.
+        allow_shift: accept a kernel whose lattice sites need
+            :func:`torchsparse_shift` (else ValueError).
     """
     op = "from_torchsparse"
     _check_array(weight, op, "weight")
     ks = _triple(kernel_size, op, "kernel_size", 1)
-    _choice(version, TORCHSPARSE_VERSIONS, op, "version")
     _choice(transposed, (False, True), op, "transposed")
-    km = _peer_kernel_major(weight, ks, op)
-    return _take_rows(km, kernel_order(ks, _torchsparse_fastest(ks)))
+    rows, _ = _ts_rows(ks, version, stride, dilation, generative, kmap_mode, allow_shift, op)
+    return _take_rows(_peer_kernel_major(weight, ks, op), rows)
 
 
-def to_torchsparse(weight, *, kernel_size=None, version="2.1", transposed=False, stride=1):
-    """lattice weight -> TorchSparse ``kernel``; the inverse of :func:`from_torchsparse`.
+def to_torchsparse(
+    weight,
+    *,
+    kernel_size=None,
+    version="2.1",
+    transposed=False,
+    generative=False,
+    stride=1,
+    dilation=1,
+    kmap_mode=None,
+    allow_shift=False,
+):
+    """lattice weight -> TorchSparse ``kernel``; the inverse of :func:`from_torchsparse` (same options).
 
     Args:
         weight: lattice ``(K, C_in, C_out)`` or dense ``(C_out, Kx, Ky, Kz, C_in)``.
-        stride: the layer's stride; a 1x1x1 kernel with stride 1 is returned
-            as ``(C_in, C_out)`` (TorchSparse's parameter shape), else 3-D.
+
+    Returns:
+        ``(K, C_in, C_out)``, or TorchSparse's ``(C_in, C_out)`` parameter for a
+        1x1x1 kernel (<= 2.0: at any stride; 2.1: with stride 1).
     """
     op = "to_torchsparse"
     _check_array(weight, op, "weight")
-    _choice(version, TORCHSPARSE_VERSIONS, op, "version")
     _choice(transposed, (False, True), op, "transposed")
-    st = _triple(stride, op, "stride", 1)
     km, ks = _lattice_kernel_major(weight, kernel_size, op)
-    out = _take_rows(km, np.argsort(kernel_order(ks, _torchsparse_fastest(ks))))
-    return _reshape(out, _shape(out)[1:]) if _pointwise_2d(ks, st) else out
+    rows, st = _ts_rows(ks, version, stride, dilation, generative, kmap_mode, allow_shift, op)
+    out = _take_rows(km, np.argsort(rows))
+    two_d = _volume(ks) == 1 and (version != "2.1" or st == (1, 1, 1))
+    return _reshape(out, _shape(out)[1:]) if two_d else out
+
+
+def torchsparse_output_coords(
+    coords, *, kernel_size, stride, tensor_stride=1, padding=0, version="2.1", kmap_mode=None
+):
+    """The output sites of a strided TorchSparse convolution, for lattice's ``coordinates=``.
+
+    lattice keeps one output per floor(input / stride); TorchSparse only when
+    every stride is 1 or the kernel size (2.0, 2.1 'hashmap'). Otherwise 2.0
+    keeps the stride multiples among ``g + offset`` (g grid indices) that are
+    >= the input minimum, 2.1 every ``(g + p - j) / s`` in ``[0, (max g + 2p -
+    (k - 1)) // s]`` (its default bounds, no ``spatial_range``).
+
+    Args:
+        coords: (N, 4) integer lattice ``(batch, x, y, z)`` at ``tensor_stride``.
+        kernel_size, stride, tensor_stride, padding: int or 3 ints (x, y, z);
+            padding: the layer's effective one (2.1 only).
+
+    Returns:
+        (M, 4) int32 sorted lattice coordinates at ``tensor_stride * stride``.
+    """
+    op = "torchsparse_output_coords"
+    c = _coords(coords, op)
+    host = _host(c)
+    k = np.array(_triple(kernel_size, op, "kernel_size", 1))
+    s = np.array(_triple(stride, op, "stride", 1))
+    ts = np.array(_triple(tensor_stride, op, "tensor_stride", 1))
+    p = np.array(_triple(padding, op, "padding", 0))
+    mode = _ts_mode(version, kmap_mode, op)
+    if np.any(host[:, 1:] % ts):
+        raise ValueError(f"[{op}] argument 'coords': coordinates are not divisible by the tensor stride {tuple(ts)}")
+    floor = mode == "hashmap" and bool(np.all((s == 1) | (s == k)))
+    if floor or bool(np.all(s == 1)) or len(host) == 0:
+        return _sites([np.concatenate([host[:, :1], host[:, 1:] // (s * ts) * (s * ts)], 1)], c)
+    g, found = host[:, 1:] // ts, []
+    hi = (g.max(0) + 2 * p - (k - 1)) // s  # 2.1's coords_max (coords_min is 0)
+    for j in np.ndindex(*k):
+        if version != "2.1":  # spdownsample: stride multiples of g + offset (2.0's offsets) >= min g
+            o = g + np.array(j) - (k - 1) // 2
+            ok = np.all((o % s == 0) & (o >= g.min(0)), axis=1)
+        else:  # downsample stage 1: (g + p - j) / s
+            o = g + p - np.array(j)
+            ok = np.all((o % s == 0) & (o // s >= 0) & (o // s <= hi), axis=1)
+        found.append(np.concatenate([host[ok, :1], o[ok] * ts], 1))
+    return _sites(found, c)
 
 
 def from_minkowski(weight, *, kernel_size, transposed=False):
@@ -514,14 +646,11 @@ def _columns(a, cols, op: str, scale=(1, 1, 1), divide=(1, 1, 1)):
 
 
 def coords_from_spconv(indices, *, stride=1, index_order="zyx"):
-    """spconv indices (grid units of their level) -> lattice ``(batch, x, y, z)``, int32.
+    """spconv indices (N, 4) -> lattice ``(batch, x, y, z)`` int32, multiplied by ``stride`` (x, y, z).
 
-    Args:
-        indices: (N, 4) integer array, ``(batch, z, y, x)`` for index_order
-            'zyx' (the usual spconv convention) or ``(batch, x, y, z)`` for 'xyz'.
-        stride: int or 3 ints (x, y, z), the lattice stride of that level; the
-            coordinates are multiplied by it (lattice coordinates are physical:
-            a stride-2 level holds even values).
+    spconv indices are grid units of their level, ``(batch, z, y, x)`` for
+    index_order 'zyx' (the usual), ``(batch, x, y, z)`` for 'xyz'; lattice's
+    are physical (a stride-2 level holds even values).
     """
     op = "coords_from_spconv"
     _choice(index_order, SPCONV_INDEX_ORDERS, op, "index_order")
@@ -530,10 +659,8 @@ def coords_from_spconv(indices, *, stride=1, index_order="zyx"):
 
 
 def coords_to_spconv(coords, *, stride=1, index_order="zyx"):
-    """lattice ``(batch, x, y, z)`` at ``stride`` -> spconv indices in grid units, int32.
-
-    Raises ValueError when a coordinate is not divisible by the stride.
-    """
+    """lattice ``(batch, x, y, z)`` at ``stride`` -> spconv indices in grid units, int32 (ValueError when a
+    coordinate is not divisible by the stride)."""
     op = "coords_to_spconv"
     _choice(index_order, SPCONV_INDEX_ORDERS, op, "index_order")
     st = _triple(stride, op, "stride", 1)
@@ -541,54 +668,46 @@ def coords_to_spconv(coords, *, stride=1, index_order="zyx"):
     return _columns(_coords(coords, op), cols, op, divide=tuple(st[c - 1] for c in cols[1:]))
 
 
-def coords_from_torchsparse(coords, *, version="2.1"):
-    """TorchSparse coordinates -> lattice ``(batch, x, y, z)``, int32.
+def _ts_stride(version, stride, op: str) -> tuple:
+    _choice(version, TORCHSPARSE_VERSIONS, op, "version")
+    st = _triple(stride, op, "stride", 1)
+    if version != "2.1" and st != (1, 1, 1):
+        raise ValueError(f"[{op}] argument 'stride': TorchSparse {version} coordinates are physical; got {st}, not 1")
+    return st
 
-    TorchSparse <= 2.0 stores ``(x, y, z, batch)``; 2.1 stores ``(batch, x, y, z)``.
-    Both are physical (a stride-2 tensor holds even values), as lattice.
+
+def coords_from_torchsparse(coords, *, version="2.1", stride=1):
+    """TorchSparse coordinates (N, 4) -> lattice ``(batch, x, y, z)``, int32.
+
+    2.1: ``(batch, x, y, z)`` in grid units of the tensor's level, multiplied
+    by its ``stride`` (int or 3 ints); <= 2.0: ``(x, y, z, batch)``, physical
+    (stride must be 1).
     """
     op = "coords_from_torchsparse"
-    _choice(version, TORCHSPARSE_VERSIONS, op, "version")
-    return _columns(_coords(coords, op), (3, 0, 1, 2) if version != "2.1" else (0, 1, 2, 3), op)
+    st = _ts_stride(version, stride, op)
+    return _columns(_coords(coords, op), (3, 0, 1, 2) if version != "2.1" else (0, 1, 2, 3), op, scale=st)
 
 
-def coords_to_torchsparse(coords, *, version="2.1"):
-    """lattice ``(batch, x, y, z)`` -> TorchSparse's column order for ``version``, int32."""
+def coords_to_torchsparse(coords, *, version="2.1", stride=1):
+    """lattice ``(batch, x, y, z)`` -> TorchSparse's columns for ``version``, int32; 2.1 divides by ``stride``
+    (ValueError when not divisible)."""
     op = "coords_to_torchsparse"
-    _choice(version, TORCHSPARSE_VERSIONS, op, "version")
-    return _columns(_coords(coords, op), (1, 2, 3, 0) if version != "2.1" else (0, 1, 2, 3), op)
+    st = _ts_stride(version, stride, op)
+    return _columns(_coords(coords, op), (1, 2, 3, 0) if version != "2.1" else (0, 1, 2, 3), op, divide=st)
 
 
 # ---------------------------------------------------------------------------
 # State dicts.
 
-_RULE_KEYS = {
-    "kernel_size",
-    "kind",
-    "stride",
-    "layout",
-    "index_order",
-    "version",
-    "transposed",
-    "pointwise_quirk",
-    "name",
-    "skip",
-}
+_RULE_KEYS = {"kernel_size", "kind", "stride", "layout", "index_order", "version", "transposed", "pointwise_quirk"}
+_RULE_KEYS |= {"generative", "dilation", "kmap_mode", "allow_shift", "name", "skip"}
 _BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass
 class ConversionReport:
-    """What :func:`convert_state_dict` did with each entry of the source state dict.
-
-    converted: source key -> lattice key, for every convolution weight (and
-        MinkowskiEngine bias) that was converted.
-    passed: source key -> lattice key, for entries copied unchanged (batch
-        norm, linear, biases, buffers); the key changes only for
-        MinkowskiEngine wrapper modules ('.bn.', '.linear.').
-    skipped: source keys a rule dropped.
-    unmapped: source key -> why it could not be converted (left out of the result).
-    """
+    """What :func:`convert_state_dict` did: ``converted`` and ``passed`` (copied unchanged) map source keys to
+    lattice keys, ``skipped`` lists dropped keys, ``unmapped`` maps keys left out to the reason."""
 
     converted: dict = field(default_factory=dict)
     passed: dict = field(default_factory=dict)
@@ -642,15 +761,8 @@ def _convert_entry(key, value, source, rule, keys, strip_wrappers):
     new_key = rule.get("name")
     last = key.split(".")[-1]
     if source == "spconv" and is_array and ndim == 5:
-        weight = from_spconv(
-            value,
-            kind=rule.get("kind", "subm"),
-            layout=rule.get("layout", "KRSC"),
-            stride=rule.get("stride", 1),
-            pointwise_quirk=rule.get("pointwise_quirk", True),
-            index_order=rule.get("index_order", "zyx"),
-        )
-        return new_key or key, weight, "converted"
+        options = {o: rule[o] for o in ("kind", "layout", "stride", "pointwise_quirk", "index_order") if o in rule}
+        return new_key or key, from_spconv(value, **options), "converted"
     if source != "spconv" and last == "kernel":
         if not is_array or ndim not in (2, 3):
             return f"a '.kernel' entry must be a 2-D or 3-D array, got {ndim}-D", None, "unmapped"
@@ -661,7 +773,12 @@ def _convert_entry(key, value, source, rule, keys, strip_wrappers):
             return f"kernel volume {_shape(value)[0]} is not a cube; give its kernel_size in a rule", None, "unmapped"
         transposed = rule.get("transposed", False)
         if source == "torchsparse":
-            weight = from_torchsparse(value, kernel_size=ks, version=rule.get("version", "2.1"), transposed=transposed)
+            options = {
+                o: rule[o] for o in ("stride", "generative", "dilation", "kmap_mode", "allow_shift") if o in rule
+            }
+            weight = from_torchsparse(
+                value, kernel_size=ks, version=rule.get("version", "2.1"), transposed=transposed, **options
+            )
         else:
             weight = from_minkowski(value, kernel_size=ks, transposed=transposed)
         return new_key or key[: -len("kernel")] + "weight", weight, "converted"
@@ -676,43 +793,34 @@ def _convert_entry(key, value, source, rule, keys, strip_wrappers):
 def convert_state_dict(state_dict, source, rules=None, *, strip_wrappers=True):
     """Convert a peer network's state dict to lattice.torch / lattice.nn weights.
 
-    Recognised entries (by name and shape):
-
-    - spconv: every 5-D tensor is a sparse convolution weight, converted with
-      :func:`from_spconv` (layout 'KRSC', kind 'subm', stride 1 unless a rule
-      says otherwise: a 1x1x1 kernel of a strided SparseConv3d needs
-      ``{"stride": 2}`` or ``{"kind": "conv", "stride": 2}``); its key is kept.
-    - torchsparse / minkowski: entries named ``*.kernel`` (3-D, or 2-D for a
-      1x1x1 kernel) are converted with :func:`from_torchsparse` /
-      :func:`from_minkowski` and renamed ``*.weight`` (lattice's parameter
-      name). The kernel size is taken from the rule, else inferred when K is a
-      cube (27 -> 3x3x3, 8 -> 2x2x2, 1 -> 1x1x1); other volumes are unmapped.
-      MinkowskiEngine's conv bias ``(1, C_out)`` becomes ``(C_out,)``.
-    - ``*.num_batches_tracked`` is skipped (lattice's BatchNorm has no such
-      buffer); a rule ``{"skip": False}`` keeps it.
-    - Everything else (batch norm weight/bias/running stats, linear weight
-      ``(C_out, C_in)`` as torch.nn.Linear, biases) passes unchanged. With ``strip_wrappers`` (minkowski only), the ``.bn.`` of
-      MinkowskiBatchNorm and the ``.linear.`` of MinkowskiLinear are dropped
-      from the key.
+    - spconv: every 5-D tensor is a convolution weight (:func:`from_spconv`,
+      'KRSC', kind 'subm', stride 1 unless a rule says otherwise, e.g.
+      ``{"kind": "conv", "stride": 2}`` for a strided 1x1x1); its key is kept.
+    - torchsparse / minkowski: ``*.kernel`` (3-D, or 2-D for 1x1x1) goes
+      through :func:`from_torchsparse` / :func:`from_minkowski` and becomes
+      ``*.weight``; the kernel size comes from the rule, else from K when it is
+      a cube (27, 8, 1, ...), else the entry is unmapped. ME's conv bias
+      ``(1, C_out)`` becomes ``(C_out,)``; with ``strip_wrappers`` the ``.bn.``
+      / ``.linear.`` of MinkowskiBatchNorm / MinkowskiLinear leave the key.
+    - ``*.num_batches_tracked`` is skipped (``{"skip": False}`` keeps it);
+      everything else (batch norm, torch.nn.Linear, biases) passes unchanged.
 
     Args:
         state_dict: mapping of names to NumPy arrays or PyTorch tensors.
         source: 'spconv', 'torchsparse' or 'minkowski'.
-        rules: optional dict of fnmatch patterns (matched against source keys,
-            first match wins) to option dicts: ``kernel_size``, ``kind``,
-            ``stride``, ``layout``, ``index_order``, ``pointwise_quirk`` (spconv), ``version``
-            (torchsparse), ``transposed``, ``name`` (the lattice key) and
-            ``skip`` (drop the entry).
-        strip_wrappers: see above.
+        rules: optional {fnmatch pattern on source keys (first match wins):
+            options}; options ``kernel_size``, ``kind``, ``stride``, ``layout``,
+            ``index_order``, ``pointwise_quirk``, ``version``, ``generative``,
+            ``dilation``, ``kmap_mode``, ``allow_shift``, ``transposed`` (as the
+            single-weight converters), ``name`` (the lattice key), ``skip``.
 
     Returns:
-        (new_state_dict, ConversionReport). Unmapped entries are left out of
-        the result and listed in the report; nothing is raised for them.
+        (new_state_dict, ConversionReport); unmapped entries are left out and
+        reported, not raised.
 
     Raises:
         ValueError / TypeError: unknown source, malformed rules, or a rule's
-            options that do not fit its entry (e.g. a kernel_size that does not
-            match the weight).
+            options that do not fit its entry.
     """
     op = "convert_state_dict"
     _choice(source, SOURCES, op, "source")

@@ -165,7 +165,7 @@ def test_spconv_pointwise_quirk(rng):
     """spconv's 1x1 fast path multiplies by the weight memory viewed as (C_in, C_out)."""
     idx, feats = spconv_case(rng, 12, 3, 5)
     w = rng.standard_normal((5, 1, 1, 1, 3))
-    expect = feats @ w.reshape(3, 5)  # what spconv computes (issues #450, #556)
+    expect = feats @ w.reshape(3, 5)  # what spconv computes (issue #450, PR #634)
     converted = convert.from_spconv(w, kind="subm")
     y = ops.subm_conv3d(lattice_tensor(zyx_to_lattice(idx), feats), converted, kernel_size=1)
     np.testing.assert_allclose(y.feats, expect, rtol=TOL, atol=TOL)
@@ -257,87 +257,6 @@ def test_padding_from_spconv():
 
 
 # ---------------------------------------------------------------------------
-# TorchSparse (2.1 coords (batch, x, y, z); <= 2.0 (x, y, z, batch)); weight
-# (K, C_in, C_out), row k = (jx, jy, jz) with x fastest for odd K, z fastest for
-# even K. Submanifold: centred offsets. 2.0 strided: output = input floored to
-# the new stride, input = output + offset * input stride, offsets per axis
-# -(n//2)+1 .. n//2 (centred for odd n). Transposed: the forward pairs reversed.
-
-
-def ts_index(j, k):
-    kx, ky, kz = k
-    if (kx * ky * kz) % 2 == 1:
-        return j[0] + kx * (j[1] + ky * j[2])
-    return (j[0] * ky + j[1]) * kz + j[2]
-
-
-def ts_axis_offsets(n, version):
-    if version == "2.0":
-        return np.arange(-n // 2 + 1, n // 2 + 1)
-    return np.arange(n) - (n - 1) // 2 if n % 2 else np.arange(n)
-
-
-def ts_taps(w, k, in_stride, version, transposed=False, num=(1, 1, 1)):
-    """Taps in physical units: input = output * num + offset * in_stride (transposed: the reverse)."""
-    taps = []
-    for j in np.ndindex(*k):
-        off = np.array([ts_axis_offsets(k[a], version)[j[a]] for a in range(3)]) * np.asarray(in_stride)
-        wk = w[ts_index(j, k)] if w.ndim == 3 else w
-        if transposed:
-            taps.append(((1, 1, 1), -off, num, wk))  # fine = coarse + offset
-        else:
-            taps.append((num, off, (1, 1, 1), wk))
-    return taps
-
-
-@pytest.mark.parametrize("version", ["2.0", "2.1"])
-@pytest.mark.parametrize("kernel", [(3, 3, 3), (3, 1, 5), (1, 1, 1), (5, 3, 3)])
-def test_torchsparse_subm(rng, version, kernel):
-    pos = random_grid_rows(rng, 45, 7, low=-3)  # (batch, x, y, z)
-    feats = rng.standard_normal((45, 3))
-    k = int(np.prod(kernel))
-    w = rng.standard_normal((k, 3, 4)) if k > 1 else rng.standard_normal((3, 4))
-    expect = dense_gather(pos, feats, pos, ts_taps(w, kernel, (1, 1, 1), version))
-    ts_coords = pos[:, [1, 2, 3, 0]] if version == "2.0" else pos
-    coords = convert.coords_from_torchsparse(ts_coords, version=version)
-    converted = convert.from_torchsparse(w, kernel_size=kernel, version=version)
-    y = ops.subm_conv3d(lattice_tensor(coords, feats), converted, kernel_size=kernel)
-    np.testing.assert_allclose(y.feats, expect, rtol=TOL, atol=TOL)
-    np.testing.assert_array_equal(convert.to_torchsparse(converted, kernel_size=kernel, version=version), w)
-    np.testing.assert_array_equal(convert.coords_to_torchsparse(coords, version=version), ts_coords)
-
-
-@pytest.mark.parametrize("kernel, stride, in_stride", [((2, 2, 2), 2, 1), ((3, 3, 3), 2, 2), ((3, 2, 3), (2, 2, 1), 1)])
-def test_torchsparse_strided_and_transposed(rng, kernel, stride, in_stride):
-    """TorchSparse 2.0's strided conv (floor-quantised outputs) and its transposed twin."""
-    st = np.broadcast_to(np.asarray(stride), (3,))
-    pos = random_grid_rows(rng, 50, 6, low=-3)
-    pos[:, 1:] *= in_stride
-    feats = rng.standard_normal((50, 2))
-    k = int(np.prod(kernel))
-    w = rng.standard_normal((k, 2, 3))
-    out_stride = in_stride * st
-    out_pos = unique_rows(np.concatenate([pos[:, :1], np.floor_divide(pos[:, 1:], out_stride) * out_stride], 1))
-    expect = dense_gather(pos, feats, out_pos, ts_taps(w, kernel, (in_stride,) * 3, "2.0"))
-    x = lattice_tensor(pos, feats, stride=in_stride)
-    y = ops.conv3d(x, convert.from_torchsparse(w, kernel_size=kernel, version="2.0"), kernel_size=kernel, stride=stride)
-    np.testing.assert_allclose(np.asarray(y.feats)[align(y.coords, out_pos)], expect, rtol=TOL, atol=TOL)
-
-    # transposed=True reuses the forward pairs reversed: coarse -> the fine sites.
-    wt = rng.standard_normal((k, 3, 2))
-    coarse = rng.standard_normal((len(out_pos), 3))
-    expect_t = dense_gather(out_pos, coarse, pos, ts_taps(wt, kernel, (in_stride,) * 3, "2.0", transposed=True))
-    yt = ops.conv_transpose3d(
-        lattice_tensor(out_pos, coarse, stride=tuple(out_stride)),
-        convert.from_torchsparse(wt, kernel_size=kernel, version="2.0", transposed=True),
-        kernel_size=kernel,
-        stride=stride,
-        coordinates=x,
-    )
-    np.testing.assert_allclose(yt.feats, expect_t, rtol=TOL, atol=TOL)
-
-
-# ---------------------------------------------------------------------------
 # MinkowskiEngine: coords (batch, x, y, z); kernel (K, C_in, C_out), row k with x
 # fastest; odd sizes centred, even sizes 0 .. n-1; offsets times the input
 # tensor stride; strided outputs floor-quantised; bias (1, C_out).
@@ -400,29 +319,6 @@ def test_minkowski_strided_transposed_generative(rng, kernel, stride, in_stride)
     np.testing.assert_allclose(np.asarray(yg.feats)[align(yg.coords, gen)], expect_g, rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [((3, 3, 3), 2, 1), ((2, 2, 2), 2, 0), ((3, 3, 1), (2, 2, 1), 1)])
-def test_torchsparse21_spconv_mode_downsampling(rng, kernel, stride, padding):
-    """TorchSparse 2.1 strided conv (downsample_mode 'spconv'): input = output * s - p + j per axis."""
-    k3, s3, p3 = (np.broadcast_to(np.asarray(v), (3,)) for v in (kernel, stride, padding))
-    pos = random_grid_rows(rng, 50, 7)  # (batch, x, y, z), stride 1
-    feats = rng.standard_normal((50, 2))
-    w = rng.standard_normal((int(np.prod(k3)), 2, 3))
-    taps = [(s3, np.array(j) - p3, (1, 1, 1), w[ts_index(j, tuple(k3))]) for j in np.ndindex(*k3)]
-    out_pos = spconv_outputs(pos, k3, s3, p3, np.ones(3, int), np.full(3, 1 << 20), False)
-    expect = dense_gather(pos, feats, out_pos, taps)
-    target = out_pos.copy()
-    target[:, 1:] *= s3
-    y = ops.conv3d(
-        lattice_tensor(pos, feats),
-        convert.from_torchsparse(w, kernel_size=tuple(k3), version="2.1"),
-        kernel_size=tuple(k3),
-        stride=tuple(s3),
-        padding=convert.padding_from_spconv(tuple(k3), tuple(p3)),
-        coordinates=target,
-    )
-    np.testing.assert_allclose(y.feats, expect, rtol=TOL, atol=TOL)
-
-
 # ---------------------------------------------------------------------------
 # Round trips, shapes, frameworks and errors.
 
@@ -432,13 +328,12 @@ def test_round_trips(rng, kernel):
     k = int(np.prod(kernel))
     lat = rng.standard_normal((k, 3, 2)).astype(np.float32)
     for stored in (
-        convert.to_torchsparse(lat, kernel_size=kernel, stride=2),
+        convert.to_torchsparse(lat, kernel_size=kernel, stride=2, allow_shift=True),
         convert.to_minkowski(lat, kernel_size=kernel, stride=2),
     ):
         assert stored.shape == (k, 3, 2) and stored.dtype == np.float32
-    np.testing.assert_array_equal(
-        convert.from_torchsparse(convert.to_torchsparse(lat, kernel_size=kernel), kernel_size=kernel), lat
-    )
+    ts = {"kernel_size": kernel, "allow_shift": True}  # (3, 2, 5): 2.1's even-volume offsets need shifted sites
+    np.testing.assert_array_equal(convert.from_torchsparse(convert.to_torchsparse(lat, **ts), **ts), lat)
     np.testing.assert_array_equal(
         convert.from_minkowski(convert.to_minkowski(lat, kernel_size=kernel), kernel_size=kernel), lat
     )
@@ -762,20 +657,16 @@ def test_real_spconv_network(rng):
             torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel", [(2, 2, 2), (2, 3, 1)])
-def test_even_kernel_stride1_is_conv3d(rng, kernel):
-    """TorchSparse 2.1 / MinkowskiEngine stride-1 convolutions with even kernels: lattice's conv3d(stride=1)
-    keeps the input's coordinates (same key), offsets 0 .. n-1 on even axes."""
+@pytest.mark.parametrize("kernel", [(2, 2, 2), (2, 3, 1), (4, 1, 3)])
+def test_minkowski_even_kernel_stride1(rng, kernel):
+    """A stride-1 MinkowskiConvolution with an even kernel (per-axis offsets, as lattice) is lattice's
+    conv3d(stride=1), which keeps the input's coordinates and key. (TorchSparse: test_convert_torchsparse.py.)"""
     pos = random_grid_rows(rng, 40, 6, low=-3)
     feats = rng.standard_normal((40, 2))
-    w = rng.standard_normal((int(np.prod(kernel)), 2, 3))
     x = lattice_tensor(pos, feats)
-    expect = dense_gather(pos, feats, pos, ts_taps(w, kernel, (1, 1, 1), "2.1"))
-    y = ops.conv3d(x, convert.from_torchsparse(w, kernel_size=kernel), kernel_size=kernel, stride=1)
-    assert y.key == x.key
-    np.testing.assert_allclose(y.feats, expect, rtol=TOL, atol=TOL)
     w_me = rng.standard_normal((int(np.prod(kernel)), 2, 3))
     y = ops.conv3d(x, convert.from_minkowski(w_me, kernel_size=kernel), kernel_size=kernel)
+    assert y.key == x.key
     np.testing.assert_allclose(
         y.feats, dense_gather(pos, feats, pos, me_taps(w_me, kernel, (1, 1, 1))), rtol=TOL, atol=TOL
     )
