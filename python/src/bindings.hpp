@@ -37,6 +37,9 @@ nb::object export_array(const Array& array, Framework framework);
 
 inline Int3 to_int3(const std::array<int, 3>& v) { return {v[0], v[1], v[2]}; }
 
+// "float16", "bfloat16", "float32" or "float64"; TypeError naming `op` and 'dtype' otherwise.
+DType float_dtype(const std::string& name, const char* op);
+
 // Runs an op with the GIL released, so other Python threads (e.g. data
 // loaders) run meanwhile. Arguments are imported before, results exported
 // after, with the GIL held; an imported array released inside (e.g. by a

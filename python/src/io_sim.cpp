@@ -4,6 +4,7 @@
 // mirrors: construction from a config and seed, state_dict / load_state_dict,
 // train/eval, forward, one loss + gradients).
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "lattice/autograd.hpp"
 #include "lattice/core/error.hpp"
 #include "lattice/core/sparse_tensor.hpp"
+#include "lattice/core/stream.hpp"
 #include "lattice/io/safetensors.hpp"
 #include "lattice/models/minkunet_train.hpp"
 #include "lattice/nn/loss.hpp"
@@ -85,7 +87,8 @@ void save(const std::string& path, const nb::dict& tensors, const std::map<std::
 }
 
 void make_trainable(models::MinkUNetTrainable* self, int in_channels, int num_classes, int width,
-                    const std::array<int, 8>& blocks, double bn_momentum, std::uint64_t seed) {
+                    const std::array<int, 8>& blocks, double bn_momentum, std::uint64_t seed, const std::string& dtype,
+                    const std::string& device) {
   models::MinkUNetTrainableConfig c;
   c.in_channels = in_channels;
   c.num_classes = num_classes;
@@ -93,6 +96,8 @@ void make_trainable(models::MinkUNetTrainable* self, int in_channels, int num_cl
   c.blocks = blocks;
   c.bn_momentum = bn_momentum;
   c.seed = seed;
+  c.dtype = float_dtype(dtype, "MinkUNetTrainable");
+  c.device = parse_device(device);
   new (self) models::MinkUNetTrainable(c);
 }
 
@@ -102,6 +107,23 @@ SparseTensor trainable_forward(models::MinkUNetTrainable& model, const SparseTen
   return without_gil([&] {
     autograd::NoGradGuard no_grad;
     return model.forward(autograd::Variable(x)).sparse();
+  });
+}
+
+// Seconds per no-gradient forward of a loop run entirely in C++: the
+// reference that lattice.torch's op-by-op path is measured against
+// (bench/torch_overhead.py; diagnostic only).
+double trainable_time_forward(models::MinkUNetTrainable& model, const SparseTensor& x, int iterations) {
+  check(iterations >= 1, "MinkUNetTrainable._time_forward_cpp", "iterations", "must be >= 1, got ", iterations);
+  return without_gil([&] {
+    autograd::NoGradGuard no_grad;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < iterations; ++i) {
+      const SparseTensor y = model.forward(autograd::Variable(x)).sparse();
+      synchronize(y.device());  // waits for the device, as a caller reading the result does
+    }
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    return elapsed.count() / iterations;
   });
 }
 
@@ -149,7 +171,8 @@ void bind_io_sim(nb::module_& m) {
 
   nb::class_<models::MinkUNetTrainable>(m, "MinkUNetTrainable")
       .def("__init__", &make_trainable, nb::arg("in_channels"), nb::arg("num_classes"), nb::arg("width"),
-           nb::arg("blocks"), nb::arg("bn_momentum"), nb::arg("seed"))
+           nb::arg("blocks"), nb::arg("bn_momentum"), nb::arg("seed"), nb::arg("dtype") = "float32",
+           nb::arg("device") = "cpu")
       .def("state_dict", [](const models::MinkUNetTrainable& model) { return to_dict(model.state_dict()); })
       .def(
           "load_state_dict",
@@ -161,6 +184,7 @@ void bind_io_sim(nb::module_& m) {
       .def(
           "train", [](models::MinkUNetTrainable& model, bool on) { model.train(on); }, nb::arg("mode"))
       .def("forward", &trainable_forward, nb::arg("x"))
+      .def("_time_forward_cpp", &trainable_time_forward, nb::arg("x"), nb::arg("iterations"))
       .def("loss_and_grads", &trainable_loss_and_grads, nb::arg("x"), nb::arg("labels"), nb::arg("ignore_index"))
       .def_prop_ro("widths", &models::MinkUNetTrainable::widths)
       .def_prop_ro("num_parameters", &models::MinkUNetTrainable::num_parameters);

@@ -13,8 +13,6 @@
 
 namespace lattice::python {
 
-namespace {
-
 DType float_dtype(const std::string& name, const char* op) {
   if (name == "float32") return DType::f32;
   if (name == "float64") return DType::f64;
@@ -22,6 +20,8 @@ DType float_dtype(const std::string& name, const char* op) {
   if (name == "bfloat16") return DType::bf16;
   fail<TypeError>(op, "dtype", "expected float16, bfloat16, float32 or float64, got '", name, "'");
 }
+
+namespace {
 
 void make_minkunet(models::MinkUNet* self, int in_channels, int num_classes, int width, std::uint64_t seed,
                    const std::string& dtype, const std::string& device, bool batch_statistics) {
