@@ -23,7 +23,6 @@ from __future__ import annotations
 
 # torch.library infers op schemas from these typing forms on every torch version we support.
 # ruff: noqa: UP006, UP035, UP045
-import contextlib
 from typing import List, Optional, Tuple
 
 import torch
@@ -31,21 +30,33 @@ from torch import Tensor
 
 from .. import _native
 from .._util import TORCH
+from ._fast import FastOp
 
 _NONE = ()  # marker for "gradient not requested"
 
 
-@contextlib.contextmanager
-def _on_stream(t: Tensor):
-    """Run lattice's CUDA work on torch's current stream of t's device."""
-    if not t.is_cuda or not hasattr(_native, "set_current_stream"):
-        yield
-        return
-    from .._stream import stream_scope
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
-    index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-    with stream_scope(index, torch.cuda.current_stream(index).cuda_stream):
-        yield
+
+class _on_stream:
+    """``with _on_stream(t):`` installs torch's current stream of t's device as
+    lattice's (lattice/_stream.py) before lattice's CUDA work. The stream stays
+    installed afterwards: the next op installs whatever torch's current stream
+    is then. A class, not a generator: this runs once per op."""
+
+    __slots__ = ()
+
+    def __init__(self, t: Tensor):
+        if t.is_cuda:
+            index = t.device.index if t.device.index is not None else torch.cuda.current_device()
+            handle = _raw_stream(index) if _raw_stream is not None else torch.cuda.current_stream(index).cuda_stream
+            _native.set_current_stream(index, handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _x(token: Tensor, feats: Tensor):
@@ -278,3 +289,12 @@ def _dropout_backward(ctx, grad):
 
 
 dropout.register_autograd(_dropout_backward, setup_context=_dropout_setup)
+
+
+# Eager calls skip the dispatcher (lattice/torch/_fast.py); `.op` is the custom op.
+conv = FastOp(conv)
+conv_backward = FastOp(conv_backward)
+activation = FastOp(activation)
+activation_backward = FastOp(activation_backward)
+dropout = FastOp(dropout)
+dropout_backward = FastOp(dropout_backward)

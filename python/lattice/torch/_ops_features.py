@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .. import _native
 from .._util import TORCH
+from ._fast import FastOp
 from ._ops import _empty, _grad_or_none, _on_stream, _x
 
 # ---- batch norm ----------------------------------------------------------------
@@ -512,3 +513,22 @@ def _devox_backward(ctx, grad):
 
 
 devoxelize.register_autograd(_devox_backward, setup_context=_devox_setup)
+
+
+# Eager calls skip the dispatcher (lattice/torch/_fast.py); `.op` is the custom op.
+batch_norm = FastOp(batch_norm)
+batch_norm_backward = FastOp(batch_norm_backward)
+layer_norm = FastOp(layer_norm)
+layer_norm_backward = FastOp(layer_norm_backward)
+rms_norm = FastOp(rms_norm)
+rms_norm_backward = FastOp(rms_norm_backward)
+add = FastOp(add)
+add_backward = FastOp(add_backward)
+cat = FastOp(cat)
+cat_backward = FastOp(cat_backward)
+pool = FastOp(pool)
+pool_backward = FastOp(pool_backward)
+global_pool = FastOp(global_pool)
+global_pool_backward = FastOp(global_pool_backward)
+devoxelize = FastOp(devoxelize)
+devoxelize_backward = FastOp(devoxelize_backward)
