@@ -516,7 +516,16 @@ std::vector<OpCase> op_cases() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(All, QuantizedOps, ::testing::ValuesIn(op_cases()));
+std::string op_case_name(const ::testing::TestParamInfo<OpCase>& info) {
+  constexpr const char* k_kinds[] = {"conv",      "conv_strided",    "subm",           "transposed", "generative",
+                                     "norm_subm", "norm_transposed", "norm_generative"};
+  const OpCase& c = info.param;
+  return std::string(k_kinds[static_cast<int>(c.kind)]) + "_" + std::string(layout_name(c.layout)) + "_x" +
+         std::string(dtype_name(c.feat_dtype)) + "_w" + std::string(dtype_name(c.weight_dtype)) + "_b" +
+         std::to_string(c.bits);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, QuantizedOps, ::testing::ValuesIn(op_cases()), op_case_name);
 
 TEST(QuantizedOps, LinearAndPointwise) {
   Rng rng(9);

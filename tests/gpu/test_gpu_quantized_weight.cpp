@@ -76,7 +76,14 @@ std::vector<QCase> quantize_cases() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(All, GpuQuantize, ::testing::ValuesIn(quantize_cases()));
+std::string quantize_case_name(const ::testing::TestParamInfo<QCase>& info) {
+  constexpr const char* k_layouts[] = {"linear", "kernel_major", "dense_5d"};
+  const QCase& c = info.param;
+  return std::string(k_layouts[c.layout]) + "_b" + std::to_string(c.bits) + "_g" + std::to_string(c.group) + "_cin" +
+         std::to_string(c.cin) + "_" + std::string(dtype_name(c.dtype));
+}
+
+INSTANTIATE_TEST_SUITE_P(All, GpuQuantize, ::testing::ValuesIn(quantize_cases()), quantize_case_name);
 
 class GpuQuantizeErrors : public GpuTest {};
 
@@ -181,7 +188,14 @@ std::vector<OpCase> op_cases() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(All, GpuQuantizedOps, ::testing::ValuesIn(op_cases()));
+std::string op_case_name(const ::testing::TestParamInfo<OpCase>& info) {
+  constexpr const char* k_kinds[] = {"conv", "subm", "transposed", "generative", "linear"};
+  const OpCase& c = info.param;
+  return std::string(k_kinds[static_cast<int>(c.kind)]) + "_x" + std::string(dtype_name(c.feat)) + "_w" +
+         std::string(dtype_name(c.wdtype)) + "_b" + std::to_string(c.bits) + "_" + std::to_string(info.index);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, GpuQuantizedOps, ::testing::ValuesIn(op_cases()), op_case_name);
 
 }  // namespace
 }  // namespace lattice::testing::gpu
