@@ -25,8 +25,7 @@ the way out; ``lattice.core.use_stream(stream)`` pins a stream explicitly.
 
 from __future__ import annotations
 
-from . import _native, core, models, nn, ops, sim
-from . import convert
+from . import _native, convert, core, models, nn, ops, sim
 from ._native import CoordinateManager, CoordinateMapKey, DeviceError, NotCompiledError
 from ._quant import QuantizedWeight, dequantize_weight, quantize_weight
 from ._stream import use_stream
@@ -55,6 +54,7 @@ __all__ = [
     "QuantizedWeight",
     "SparseTensor",
     "backend_info",
+    "convert",
     "core",
     "dequantize_weight",
     "models",
