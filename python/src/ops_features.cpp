@@ -7,24 +7,11 @@
 #include "bindings.hpp"
 #include "lattice/core/sparse_tensor.hpp"
 #include "lattice/ops/features.hpp"
+#include "params.hpp"
 
 namespace lattice::python {
 
 namespace {
-
-ops::ActivationKind activation_kind(const std::string& kind) {
-  using K = ops::ActivationKind;
-  if (kind == "relu") return K::relu;
-  if (kind == "leaky_relu") return K::leaky_relu;
-  if (kind == "gelu") return K::gelu;
-  if (kind == "gelu_tanh") return K::gelu_tanh;
-  if (kind == "silu") return K::silu;
-  if (kind == "sigmoid") return K::sigmoid;
-  if (kind == "tanh") return K::tanh;
-  if (kind == "softplus") return K::softplus;
-  fail("activation", "kind", "unknown activation '", kind,
-       "' (relu, leaky_relu, gelu, gelu_tanh, silu, sigmoid, tanh or softplus)");
-}
 
 SparseTensor linear(const SparseTensor& x, const InArray& weight, const std::optional<InArray>& bias) {
   const Array w = import_array(weight, "linear", "weight");
@@ -33,7 +20,7 @@ SparseTensor linear(const SparseTensor& x, const InArray& weight, const std::opt
 }
 
 SparseTensor activation(const SparseTensor& x, const std::string& kind, double negative_slope) {
-  const ops::ActivationParams params{activation_kind(kind), negative_slope};
+  const ops::ActivationParams params{activation_kind(kind, "activation"), negative_slope};
   return without_gil([&] { return ops::activation(x, params); });
 }
 

@@ -17,37 +17,15 @@
 #include "lattice/ops/conv_grad.hpp"
 #include "lattice/ops/features_grad.hpp"
 #include "lattice/ops/pooling_grad.hpp"
+#include "params.hpp"
 
 namespace lattice::python {
 
 namespace {
 
-using I3 = std::array<int, 3>;
-using D3 = std::array<double, 3>;
-
 nb::object active(const SparseTensor& t, Framework fw) { return export_array(t.feats().rows(0, t.rows()), fw); }
 nb::object maybe(const std::optional<Array>& a, Framework fw) { return a ? export_array(*a, fw) : nb::none(); }
 nb::object maybe(const std::optional<SparseTensor>& t, Framework fw) { return t ? active(*t, fw) : nb::none(); }
-
-ops::ActivationKind activation_kind(const std::string& kind) {
-  using K = ops::ActivationKind;
-  if (kind == "relu") return K::relu;
-  if (kind == "leaky_relu") return K::leaky_relu;
-  if (kind == "gelu") return K::gelu;
-  if (kind == "gelu_tanh") return K::gelu_tanh;
-  if (kind == "silu") return K::silu;
-  if (kind == "sigmoid") return K::sigmoid;
-  if (kind == "tanh") return K::tanh;
-  if (kind == "softplus") return K::softplus;
-  fail("activation_backward", "kind", "unknown activation '", kind, "'");
-}
-
-ops::PoolMode pool_mode(const std::string& mode, const char* op) {
-  if (mode == "sum") return ops::PoolMode::sum;
-  if (mode == "max") return ops::PoolMode::max;
-  if (mode == "avg" || mode == "mean") return ops::PoolMode::avg;
-  fail(op, "mode", "unknown pooling mode '", mode, "' (sum, max or avg)");
-}
 
 // Convolution family; `target` is the output structure the forward was given
 // (None for submanifold and pointwise).
@@ -99,7 +77,7 @@ nb::tuple conv_backward(const std::string& kind, const SparseTensor& x, const In
 
 nb::object activation_backward(const SparseTensor& x, const SparseTensor& dy, const std::string& kind,
                                double negative_slope, int framework) {
-  const ops::ActivationParams p{activation_kind(kind), negative_slope};
+  const ops::ActivationParams p{activation_kind(kind, "activation_backward"), negative_slope};
   return active(without_gil([&] { return ops::activation_backward(x, dy, p); }), static_cast<Framework>(framework));
 }
 
@@ -194,11 +172,7 @@ nb::tuple cat_backward(const SparseTensor& a, const SparseTensor& b, const Spars
 
 nb::object pool3d_backward(const SparseTensor& x, const SparseTensor& dy, const std::string& mode, I3 kernel_size,
                            I3 stride, I3 padding, I3 dilation, int framework) {
-  ops::Pool3dParams p;
-  p.kernel_size = to_int3(kernel_size);
-  p.stride = to_int3(stride);
-  p.padding = to_int3(padding);
-  p.dilation = to_int3(dilation);
+  const ops::Pool3dParams p = pool3d_params(kernel_size, stride, padding, dilation);
   const ops::PoolMode m = pool_mode(mode, "pool3d_backward");
   return active(without_gil([&] { return ops::pool3d_backward(x, dy, m, p); }), static_cast<Framework>(framework));
 }
@@ -214,16 +188,7 @@ nb::object devoxelize_backward(const SparseTensor& x, const InArray& points, con
                                const std::optional<InArray>& point_voxel_map,
                                const std::optional<InArray>& batch_indices, int framework) {
   const char* op = "devoxelize_backward";
-  ops::DevoxelizeParams p;
-  p.voxel_size = {voxel_size[0], voxel_size[1], voxel_size[2]};
-  p.origin = {origin[0], origin[1], origin[2]};
-  if (interpolation == "linear") {
-    p.interpolation = ops::Interpolation::linear;
-  } else if (interpolation == "nearest") {
-    p.interpolation = ops::Interpolation::nearest;
-  } else {
-    fail(op, "interpolation", "unknown interpolation '", interpolation, "' (linear or nearest)");
-  }
+  const ops::DevoxelizeParams p = devoxelize_params(voxel_size, origin, interpolation, op);
   const Array pts = import_array(points, op, "points");
   const Array g = import_array(dy, op, "dy");
   const std::optional<Array> map = import_optional(point_voxel_map, op, "point_voxel_map");

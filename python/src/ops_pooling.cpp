@@ -6,27 +6,15 @@
 #include "bindings.hpp"
 #include "lattice/core/sparse_tensor.hpp"
 #include "lattice/ops/pooling.hpp"
+#include "params.hpp"
 
 namespace lattice::python {
 
 namespace {
 
-using I3 = std::array<int, 3>;
-
-ops::PoolMode pool_mode(const std::string& mode, const char* op) {
-  if (mode == "sum") return ops::PoolMode::sum;
-  if (mode == "max") return ops::PoolMode::max;
-  if (mode == "avg" || mode == "mean") return ops::PoolMode::avg;
-  fail(op, "mode", "unknown pooling mode '", mode, "' (sum, max or avg)");
-}
-
 SparseTensor pool3d(const SparseTensor& x, const std::string& mode, I3 kernel_size, I3 stride, I3 padding,
                     I3 dilation) {
-  ops::Pool3dParams p;
-  p.kernel_size = to_int3(kernel_size);
-  p.stride = to_int3(stride);
-  p.padding = to_int3(padding);
-  p.dilation = to_int3(dilation);
+  const ops::Pool3dParams p = pool3d_params(kernel_size, stride, padding, dilation);
   const ops::PoolMode m = pool_mode(mode, "pool3d");
   return without_gil([&] { return ops::pool3d(x, m, p); });
 }

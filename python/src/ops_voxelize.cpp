@@ -8,12 +8,11 @@
 #include "bindings.hpp"
 #include "lattice/core/sparse_tensor.hpp"
 #include "lattice/ops/voxelize.hpp"
+#include "params.hpp"
 
 namespace lattice::python {
 
 namespace {
-
-using D3 = std::array<double, 3>;
 
 ops::Reduction reduction_of(const std::string& name) {
   if (name == "mean") return ops::Reduction::mean;
@@ -43,16 +42,7 @@ nb::tuple voxelize(const InArray& points, const std::optional<InArray>& feats, D
 nb::object devoxelize(const SparseTensor& x, const InArray& points, D3 voxel_size, D3 origin,
                       const std::string& interpolation, const std::optional<InArray>& point_voxel_map,
                       const std::optional<InArray>& batch_indices, int framework) {
-  ops::DevoxelizeParams p;
-  p.voxel_size = {voxel_size[0], voxel_size[1], voxel_size[2]};
-  p.origin = {origin[0], origin[1], origin[2]};
-  if (interpolation == "linear") {
-    p.interpolation = ops::Interpolation::linear;
-  } else if (interpolation == "nearest") {
-    p.interpolation = ops::Interpolation::nearest;
-  } else {
-    fail("devoxelize", "interpolation", "unknown interpolation '", interpolation, "' (linear or nearest)");
-  }
+  const ops::DevoxelizeParams p = devoxelize_params(voxel_size, origin, interpolation, "devoxelize");
   const Array pts = import_array(points, "devoxelize", "points");
   const std::optional<Array> map = import_optional(point_voxel_map, "devoxelize", "point_voxel_map");
   const std::optional<Array> batch = import_optional(batch_indices, "devoxelize", "batch_indices");

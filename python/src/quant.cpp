@@ -13,33 +13,11 @@
 #include "lattice/core/quantized_weight.hpp"
 #include "lattice/core/sparse_tensor.hpp"
 #include "lattice/ops/quantized.hpp"
+#include "params.hpp"
 
 namespace lattice::python {
 
 namespace {
-
-using I3 = std::array<int, 3>;
-
-DType parse_float_dtype(const std::string& name, const char* op) {
-  if (name == "float32") return DType::f32;
-  if (name == "float16") return DType::f16;
-  if (name == "bfloat16") return DType::bf16;
-  if (name == "float64") return DType::f64;
-  fail<TypeError>(op, "dtype", "expected 'float16', 'bfloat16', 'float32' or 'float64', got '", name, "'");
-}
-
-// Target support: None, a SparseTensor, a CoordinateMapKey or an (N, 4) int32 array.
-ops::TargetCoords target_from(nb::handle coordinates, const char* op) {
-  if (coordinates.is_none()) return {};
-  if (nb::isinstance<SparseTensor>(coordinates)) return {nb::cast<SparseTensor>(coordinates)};
-  if (nb::isinstance<CoordinateMapKey>(coordinates)) return {nb::cast<CoordinateMapKey>(coordinates)};
-  InArray arr;
-  if (!nb::try_cast(coordinates, arr)) {
-    fail<TypeError>(op, "coordinates", "expected a SparseTensor, CoordinateMapKey, (N, 4) int32 array or None, got ",
-                    nb::inst_name(coordinates).c_str());
-  }
-  return {import_array(arr, op, "coordinates")};
-}
 
 QuantizedWeight make(const InArray& weight, const InArray& scales, const InArray& biases, int group_size, int bits,
                      int in_channels, int out_channels, I3 kernel_size, const std::string& layout) {
@@ -61,40 +39,28 @@ QuantizedWeight quantize(const InArray& weight, int bits, std::optional<int> gro
 
 nb::object dequantize(const QuantizedWeight& q, const std::optional<std::string>& dtype, int fw) {
   std::optional<DType> d;
-  if (dtype) d = parse_float_dtype(*dtype, "dequantize_weight");
+  if (dtype) d = float_dtype(*dtype, "dequantize_weight");
   Array out = without_gil([&] { return dequantize_weight(q, d); });
   return export_array(out, static_cast<Framework>(fw));
 }
 
 SparseTensor conv3d(const SparseTensor& x, const QuantizedWeight& w, const std::optional<InArray>& bias, I3 kernel_size,
                     I3 stride, I3 padding, I3 dilation, nb::handle coordinates) {
-  ops::Conv3dParams p;
-  p.kernel_size = to_int3(kernel_size);
-  p.stride = to_int3(stride);
-  p.padding = to_int3(padding);
-  p.dilation = to_int3(dilation);
-  p.coordinates = target_from(coordinates, "conv3d");
+  const ops::Conv3dParams p = conv3d_params(kernel_size, stride, padding, dilation, coordinates);
   const std::optional<Array> b = import_optional(bias, "conv3d", "bias");
   return without_gil([&] { return ops::conv3d(x, w, b, p); });
 }
 
 SparseTensor subm_conv3d(const SparseTensor& x, const QuantizedWeight& w, const std::optional<InArray>& bias,
                          I3 kernel_size, I3 dilation) {
-  ops::SubmConv3dParams p;
-  p.kernel_size = to_int3(kernel_size);
-  p.dilation = to_int3(dilation);
+  const ops::SubmConv3dParams p = subm_conv3d_params(kernel_size, dilation);
   const std::optional<Array> b = import_optional(bias, "subm_conv3d", "bias");
   return without_gil([&] { return ops::subm_conv3d(x, w, b, p); });
 }
 
 SparseTensor conv_transpose3d(const SparseTensor& x, const QuantizedWeight& w, const std::optional<InArray>& bias,
                               I3 kernel_size, I3 stride, I3 padding, I3 dilation, nb::handle coordinates) {
-  ops::ConvTranspose3dParams p;
-  p.kernel_size = to_int3(kernel_size);
-  p.stride = to_int3(stride);
-  p.padding = to_int3(padding);
-  p.dilation = to_int3(dilation);
-  p.coordinates = target_from(coordinates, "conv_transpose3d");
+  const ops::ConvTranspose3dParams p = conv_transpose3d_params(kernel_size, stride, padding, dilation, coordinates);
   const std::optional<Array> b = import_optional(bias, "conv_transpose3d", "bias");
   return without_gil([&] { return ops::conv_transpose3d(x, w, b, p); });
 }
@@ -102,10 +68,7 @@ SparseTensor conv_transpose3d(const SparseTensor& x, const QuantizedWeight& w, c
 SparseTensor generative_conv_transpose3d(const SparseTensor& x, const QuantizedWeight& w,
                                          const std::optional<InArray>& bias, I3 kernel_size, I3 stride,
                                          nb::handle coordinates) {
-  ops::GenerativeConvTranspose3dParams p;
-  p.kernel_size = to_int3(kernel_size);
-  p.stride = to_int3(stride);
-  p.coordinates = target_from(coordinates, "generative_conv_transpose3d");
+  const ops::GenerativeConvTranspose3dParams p = generative_conv_transpose3d_params(kernel_size, stride, coordinates);
   const std::optional<Array> b = import_optional(bias, "generative_conv_transpose3d", "bias");
   return without_gil([&] { return ops::generative_conv_transpose3d(x, w, b, p); });
 }
