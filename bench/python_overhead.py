@@ -13,9 +13,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 import lattice
+import numpy as np
 
 
 def main() -> int:

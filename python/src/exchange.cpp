@@ -63,6 +63,12 @@ struct KeepAliveDeleter {
   }
 };
 
+// torch._C._from_dlpack, looked up once and leaked (lives as long as torch).
+nb::handle torch_from_dlpack() {
+  static PyObject* fn = nb::object(nb::module_::import_("torch._C").attr("_from_dlpack")).release().ptr();
+  return fn;
+}
+
 }  // namespace
 
 Array import_array(const InArray& in, const char* op, const char* arg) {
@@ -111,8 +117,15 @@ nb::object export_array(const Array& array, Framework framework) {
   auto* keep = new Array(std::move(held));
   nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<Array*>(p); });
   if (framework == Framework::torch) {
-    return nb::cast(nb::ndarray<nb::pytorch>(data, ndim, shape.data(), owner, nullptr, dtype, device_type, device_id),
-                    nb::rv_policy::reference);
+    // A bare DLPack capsule handed to torch._C._from_dlpack: nanobind's
+    // pytorch export goes through the Python torch.utils.dlpack.from_dlpack
+    // (a stream query per call), a measurable share of lattice.torch's per-op
+    // host time. Same semantics: lattice runs on torch's current stream, so
+    // there is nothing to wait for.
+    nb::object capsule =
+        nb::cast(nb::ndarray<>(data, ndim, shape.data(), owner, nullptr, dtype, device_type, device_id),
+                 nb::rv_policy::reference);
+    return torch_from_dlpack()(capsule);
   }
   if (framework == Framework::cupy && device_type == nb::device::cuda::value) {
     return nb::cast(nb::ndarray<nb::cupy>(data, ndim, shape.data(), owner, nullptr, dtype, device_type, device_id),

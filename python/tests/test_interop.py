@@ -43,9 +43,8 @@ def test_use_stream_rejects_bad_arguments():
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the error without a CUDA device")
 def test_use_stream_without_cuda_raises_typed_error():
-    with pytest.raises((lattice.NotCompiledError, lattice.DeviceError, ValueError)):
-        with lattice.use_stream(0):
-            pass
+    with pytest.raises((lattice.NotCompiledError, lattice.DeviceError, ValueError)), lattice.use_stream(0):
+        pass
 
 
 # ---- JAX ---------------------------------------------------------------------

@@ -22,27 +22,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _plain(args) -> bool:
-    for a in args:
-        if isinstance(a, Tensor) and type(a) is not Tensor and type(a) is not torch.nn.Parameter:
-            return False
-    return True
-
-
-def _needs_grad(args) -> bool:
-    if not torch.is_grad_enabled():
-        return False
-    for a in args:
-        if isinstance(a, Tensor) and a.requires_grad:
-            return True
-    return False
+_Parameter = torch.nn.Parameter
+_is_compiling = torch.compiler.is_compiling
+_dispatch_depth = torch._C._len_torch_dispatch_stack
 
 
 class FastOp:
     """Callable like the custom op it wraps (positional arguments only); ``.op`` is the custom op."""
 
-    __slots__ = ("op", "_impl", "_function")
+    __slots__ = ("_function", "_impl", "op")
 
     def __init__(self, op):
         self.op = op
@@ -65,11 +53,18 @@ class FastOp:
             )
 
     def __call__(self, *args):
-        if torch.compiler.is_compiling() or self._impl is None:
+        if _is_compiling() or self._impl is None or _dispatch_depth() != 0:
             return self.op(*args)
-        if torch._C._len_torch_dispatch_stack() != 0 or not _plain(args):
-            return self.op(*args)
-        if _needs_grad(args):
+        grad = torch.is_grad_enabled()
+        needs_grad = False
+        for a in args:  # one pass: plain tensors only (else the custom op), and whether any needs a gradient
+            if isinstance(a, Tensor):
+                kind = type(a)
+                if kind is not Tensor and kind is not _Parameter:
+                    return self.op(*args)
+                if grad and a.requires_grad:
+                    needs_grad = True
+        if needs_grad:
             if self._function is None:
                 return self.op(*args)
             return self._function.apply(*args)

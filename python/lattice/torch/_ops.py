@@ -48,9 +48,7 @@ class _on_stream:
 
     def __init__(self, t: Tensor):
         if t.is_cuda:
-            index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-            handle = _raw_stream(index) if _raw_stream is not None else torch.cuda.current_stream(index).cuda_stream
-            _native.set_current_stream(index, handle)
+            _set_stream(t.device)
 
     def __enter__(self):
         return self
@@ -59,9 +57,37 @@ class _on_stream:
         return False
 
 
+def _set_stream(device: torch.device) -> None:
+    """Installs torch's current stream of a CUDA device as lattice's (see _on_stream)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        handle = _raw_stream(index) if _raw_stream is not None else torch.cuda.current_stream(index).cuda_stream
+        _native.set_current_stream(index, handle)
+
+
+_to_dlpack = torch._C._to_dlpack
+
+
+def _dl(t):
+    """t (or None) as a DLPack capsule for lattice's native calls.
+
+    ``torch._C._to_dlpack`` costs a fraction of ``Tensor.__dlpack__`` (a
+    Python method, which also refuses tensors that require grad: the import
+    then fails over to a slower route). lattice only reads its inputs and
+    runs on torch's current stream, so no detach or stream handshake is
+    needed. Non-contiguous tensors are made contiguous (a copy), as the
+    nanobind import would."""
+    if t is None:
+        return None
+    return _to_dlpack(t if t.is_contiguous() else t.contiguous())
+
+
 def _x(token: Tensor, feats: Tensor):
-    """A native SparseTensor: the token's structure with these features (zero copy)."""
-    return _native.with_feats(token, feats.detach().contiguous())
+    """A native SparseTensor: the token's structure with these features (zero copy).
+
+    The structure is looked up by the token's id (the token itself, an
+    argument of the calling op, keeps it alive)."""
+    return _native.with_feats(int(token), _dl(feats))
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -103,23 +129,38 @@ def conv(
     """Convolution family ('conv3d', 'subm_conv3d', 'conv_transpose3d',
     'generative_conv_transpose3d', 'linear'): (N_in, C_in) -> (N_out, C_out)
     features. With out_coords, the output structure (out_token) is the target."""
-    ks, st, pd, dl = tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation)
     with _on_stream(feats):
-        x = _x(in_token, feats)
-        target = None if out_coords is None else _native.structure_of(out_token)
-        if kind == "conv3d":
-            y = _native.conv3d(x, weight, bias, ks, st, pd, dl, target)
-        elif kind == "subm_conv3d":
-            y = _native.subm_conv3d(x, weight, bias, ks, dl)
-        elif kind == "conv_transpose3d":
-            y = _native.conv_transpose3d(x, weight, bias, ks, st, pd, dl, target)
-        elif kind == "generative_conv_transpose3d":
-            y = _native.generative_conv_transpose3d(x, weight, bias, ks, st, target)
-        elif kind == "linear":
-            y = _native.linear(x, weight, bias)
-        else:
-            raise ValueError(f"[lattice.torch] argument 'kind': unknown convolution '{kind}'")
+        target = None if out_coords is None else _native.structure_of(int(out_token))
+        y = conv_native(
+            _x(in_token, feats),
+            target,
+            weight,
+            bias,
+            kind,
+            tuple(kernel_size),
+            tuple(stride),
+            tuple(padding),
+            tuple(dilation),
+        )
         return _native.feats_of(y)
+
+
+def conv_native(x, target, weight: Tensor, bias: Optional[Tensor], kind: str, ks, st, pd, dl):
+    """The convolution family on native tensors: native x (input features) ->
+    native output on ``target``'s structure (None: the op's own). Shared by the
+    custom op and the no-grad fast path of lattice.torch.functional."""
+    w, b = _dl(weight), _dl(bias)
+    if kind == "conv3d":
+        return _native.conv3d(x, w, b, ks, st, pd, dl, target)
+    if kind == "subm_conv3d":
+        return _native.subm_conv3d(x, w, b, ks, dl)
+    if kind == "conv_transpose3d":
+        return _native.conv_transpose3d(x, w, b, ks, st, pd, dl, target)
+    if kind == "generative_conv_transpose3d":
+        return _native.generative_conv_transpose3d(x, w, b, ks, st, target)
+    if kind == "linear":
+        return _native.linear(x, w, b)
+    raise ValueError(f"[lattice.torch] argument 'kind': unknown convolution '{kind}'")
 
 
 @conv.register_fake
@@ -149,11 +190,11 @@ def conv_backward(
     with _on_stream(feats):
         x = _x(in_token, feats)
         dy = _x(out_token, grad)
-        target = _native.structure_of(out_token) if has_target else None
+        target = _native.structure_of(int(out_token)) if has_target else None
         dx, dw, db = _native.conv_backward(
             kind,
             x,
-            weight.detach(),
+            _dl(weight),
             dy,
             tuple(kernel_size),
             tuple(stride),

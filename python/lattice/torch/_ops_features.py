@@ -13,7 +13,7 @@ from torch import Tensor
 from .. import _native
 from .._util import TORCH
 from ._fast import FastOp
-from ._ops import _empty, _grad_or_none, _on_stream, _x
+from ._ops import _dl, _empty, _grad_or_none, _on_stream, _x
 
 # ---- batch norm ----------------------------------------------------------------
 
@@ -39,7 +39,15 @@ def batch_norm(
     in training, else an empty (0,) float64 tensor."""
     with _on_stream(feats):
         out, mean, var, saved = _native.batch_norm_forward(
-            _x(token, feats), running_mean, running_var, weight, bias, training, momentum, eps, TORCH
+            _x(token, feats),
+            _dl(running_mean),
+            _dl(running_var),
+            _dl(weight),
+            _dl(bias),
+            training,
+            momentum,
+            eps,
+            TORCH,
         )
     if not training:  # the native op hands the inputs back; outputs must not alias inputs
         mean, var = running_mean.clone(), running_var.clone()
@@ -82,10 +90,10 @@ def batch_norm_backward(
         dx, dw, db = _native.batch_norm_backward(
             _x(token, feats),
             _x(token, grad),
-            running_mean,
-            running_var,
-            None if weight is None else weight.detach(),
-            None if bias is None else bias.detach(),
+            _dl(running_mean),
+            _dl(running_var),
+            _dl(weight),
+            _dl(bias),
             training,
             eps,
             saved if saved.numel() > 0 else None,
@@ -142,7 +150,7 @@ batch_norm.register_autograd(_bn_backward, setup_context=_bn_setup)
 def layer_norm(feats: Tensor, token: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float) -> Tensor:
     """Per-row normalisation over the channels: (N, C) -> (N, C)."""
     with _on_stream(feats):
-        return _native.feats_of(_native.layer_norm(_x(token, feats), weight, bias, eps))
+        return _native.feats_of(_native.layer_norm(_x(token, feats), _dl(weight), _dl(bias), eps))
 
 
 @layer_norm.register_fake
@@ -158,8 +166,8 @@ def layer_norm_backward(
         dx, dw, db = _native.layer_norm_backward(
             _x(token, feats),
             _x(token, grad),
-            None if weight is None else weight.detach(),
-            None if bias is None else bias.detach(),
+            _dl(weight),
+            _dl(bias),
             eps,
             TORCH,
         )
@@ -201,7 +209,7 @@ layer_norm.register_autograd(_ln_backward, setup_context=_ln_setup)
 def rms_norm(feats: Tensor, token: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
     """x / sqrt(mean(x^2) + eps) * weight per row: (N, C) -> (N, C)."""
     with _on_stream(feats):
-        return _native.feats_of(_native.rms_norm(_x(token, feats), weight, eps))
+        return _native.feats_of(_native.rms_norm(_x(token, feats), _dl(weight), eps))
 
 
 @rms_norm.register_fake
@@ -214,9 +222,7 @@ def rms_norm_backward(
     grad: Tensor, feats: Tensor, token: Tensor, weight: Optional[Tensor], eps: float
 ) -> Tuple[Tensor, Tensor]:
     with _on_stream(feats):
-        dx, dw = _native.rms_norm_backward(
-            _x(token, feats), _x(token, grad), None if weight is None else weight.detach(), eps, TORCH
-        )
+        dx, dw = _native.rms_norm_backward(_x(token, feats), _x(token, grad), _dl(weight), eps, TORCH)
     return dx, dw if dw is not None else _empty(feats)
 
 
@@ -341,7 +347,7 @@ def pool(
         y = _native.pool3d(
             _x(in_token, feats), mode, tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation)
         )
-        out = _native.structure_of(out_token)
+        out = _native.structure_of(int(out_token))
         # pool3d reuses the planned forward relation (same output set); after a
         # cache eviction it rebuilds the same rows in the same order.
         if y.rows != out.rows:

@@ -28,6 +28,15 @@ class SparseTensor:
     differentiable and traceable by torch.compile. Internally the structure is
     carried by a *structure token*, a (1,) int64 CPU tensor (``_token``).
 
+    Lazy features: results of eager ops that need no gradient keep lattice's
+    native tensor (``_nat``) and feed it straight into the next op; with grad
+    mode off (``torch.no_grad()``, ``torch.inference_mode()``) the torch
+    ``feats`` are exported (zero copy) only when first read (``_feats`` is None
+    until then). ``feats`` returns the same tensor every time, aliasing the
+    native memory, so in-place edits of it are seen by later ops. A lazy
+    tensor passed into a torch.compile'd function graph-breaks at its first
+    ``feats`` read (the export is not traceable): read ``feats`` before.
+
     Raises:
         TypeError: feats not a torch tensor, wrong dtypes.
         ValueError: wrong shapes, coordinates not divisible by the stride,
@@ -54,32 +63,54 @@ class SparseTensor:
             token = _native.structure_token(native)
             self._init(_native.structure_of(token), token, native.coords(TORCH), feats)
 
-    def _init(self, structure, token, coords, feats):
+    def _init(self, structure, token, coords, feats, nat=None):
         self._structure = structure  # native SparseTensor with 0 channels (never read for features)
         self._token = token
-        self._coords = coords
-        self._feats = feats
+        self._coords = coords  # None: exported from _structure when first read
+        self._feats = feats  # None: lazy, exported from _nat when first read
+        self._nat = nat  # native SparseTensor with these features (lazy tensors), else None
         return self
 
     @classmethod
     def _from_structure(cls, structure, feats) -> SparseTensor:
         """A tensor on a native structure (e.g. a planned output), new token."""
         token = _native.structure_token(structure)
-        return cls.__new__(cls)._init(_native.structure_of(token), token, structure.coords(TORCH), feats)
+        if structure.channels != 0:  # _structure never carries features
+            structure = _native.structure_of(int(token))
+        return cls.__new__(cls)._init(structure, token, None, feats)
 
     def _with(self, feats) -> SparseTensor:
         """Same structure and token, new features (no checks: internal)."""
         return SparseTensor.__new__(SparseTensor)._init(self._structure, self._token, self._coords, feats)
 
+    def _with_native(self, nat, like) -> SparseTensor:
+        """Same structure and token, features from native tensor ``nat`` (on this
+        structure; device and dtype those of ``like``), kept for the next op.
+
+        Lazy (not exported until read) only while grad mode is off: a tensor
+        made with grad mode on may be handed to a torch.compile'd function,
+        whose tracing cannot run the native export (fullgraph would fail)."""
+        feats = _native.feats_of(nat) if torch.is_grad_enabled() else None
+        out = SparseTensor.__new__(SparseTensor)._init(self._structure, self._token, self._coords, feats, nat)
+        out._device = like.device
+        out._dtype = like.dtype
+        return out
+
     @property
     def feats(self) -> torch.Tensor:
         """(N, C) torch features (autograd-tracked)."""
-        return self._feats
+        f = self._feats
+        if f is None:  # lazy: export the native features once (a zero-copy view, no device work)
+            f = self._feats = _native.feats_of(self._nat)
+        return f
 
     @property
     def coords(self) -> torch.Tensor:
         """(N, 4) int32 coordinates (batch, x, y, z) on the features' device."""
-        return self._coords
+        c = self._coords
+        if c is None:
+            c = self._coords = self._structure.coords(TORCH)
+        return c
 
     @property
     def stride(self) -> tuple:
@@ -99,30 +130,34 @@ class SparseTensor:
     @property
     def device(self) -> torch.device:
         """The features' torch.device."""
-        return self._feats.device
+        f = self._feats
+        return self._device if f is None else f.device
 
     @property
     def dtype(self) -> torch.dtype:
         """The features' torch dtype."""
-        return self._feats.dtype
+        f = self._feats
+        return self._dtype if f is None else f.dtype
 
     @property
     def rows(self) -> int:
         """N, the number of active rows."""
-        return self._feats.shape[0]
+        f = self._feats
+        return self._structure.rows if f is None else f.shape[0]
 
     @property
     def channels(self) -> int:
         """C, the feature channels."""
-        return self._feats.shape[1]
+        f = self._feats
+        return self._nat.channels if f is None else f.shape[1]
 
     @property
     def shape(self) -> tuple:
         """(N, C): the shape of ``feats``."""
-        return tuple(self._feats.shape)
+        return (self.rows, self.channels)
 
     def __len__(self) -> int:
-        return self._feats.shape[0]
+        return self.rows
 
     def replace_feats(self, feats) -> SparseTensor:
         """Same structure (coordinates, key), new (N, C') floating torch features (kept as is)."""
@@ -134,15 +169,14 @@ class SparseTensor:
             raise TypeError(
                 f"[SparseTensor.replace_feats] argument 'feats': expected a floating dtype, got {feats.dtype}"
             )
-        if feats.dim() != 2 or feats.shape[0] != self._feats.shape[0]:
+        rows = self.rows
+        if feats.dim() != 2 or feats.shape[0] != rows:
             raise ValueError(
-                f"[SparseTensor.replace_feats] argument 'feats': expected ({self._feats.shape[0]}, C), "
-                f"got shape {tuple(feats.shape)}"
+                f"[SparseTensor.replace_feats] argument 'feats': expected ({rows}, C), got shape {tuple(feats.shape)}"
             )
-        if feats.device != self._feats.device:
+        if feats.device != self.device:
             raise ValueError(
-                f"[SparseTensor.replace_feats] argument 'feats': is on {feats.device}, "
-                f"the tensor is on {self._feats.device}"
+                f"[SparseTensor.replace_feats] argument 'feats': is on {feats.device}, the tensor is on {self.device}"
             )
         return self._with(feats)
 
@@ -152,17 +186,18 @@ class SparseTensor:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-        if device == self._feats.device:
+        if device == self.device:
             return self
-        feats = self._feats.to(device)
-        with _on_stream(feats if feats.is_cuda else self._feats):
+        feats = self.feats.to(device)
+        with _on_stream(feats if feats.is_cuda else self.feats):
             moved = self._structure.to(str(device))
             return SparseTensor._from_structure(moved, feats)
 
     def native(self) -> _LatticeTensor:
         """A lattice.SparseTensor view (same key, features detached and shared)."""
-        with _on_stream(self._feats):
-            return _LatticeTensor._wrap(_native.with_feats(self._token, self._feats.detach().contiguous()), TORCH)
+        feats = self.feats
+        with _on_stream(feats):
+            return _LatticeTensor._wrap(_native.with_feats(self._structure, feats.detach().contiguous()), TORCH)
 
     def __add__(self, other: SparseTensor) -> SparseTensor:
         """Row-wise sum with a tensor of the same key (functional.add)."""

@@ -25,6 +25,13 @@ another floating dtype (cast to the features' dtype; batch norm also takes
 float32 parameters and statistics directly); add/cat promote mixed dtypes.
 
 CUDA. Ops on CUDA tensors run lattice's kernels on torch's current stream.
+
+No-grad fast path. In plain eager mode, when no gradient is needed (inference,
+``torch.no_grad()``, nothing requires grad) and no autocast applies, the ops
+run on lattice's native tensors directly and return tensors with *lazy*
+features: the next op consumes the native result without a round trip through
+torch, and ``SparseTensor.feats`` exports it (zero copy) only when read. The
+values are those of the custom-op path (the same native calls).
 """
 
 from __future__ import annotations
@@ -70,6 +77,43 @@ __all__ = [
 
 # ---- argument helpers ------------------------------------------------------------
 
+_is_compiling = torch.compiler.is_compiling
+_dispatch_depth = torch._C._len_torch_dispatch_stack
+_Tensor, _Parameter = torch.Tensor, torch.nn.Parameter
+_dl = _ops._dl
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
+def _lazy_ok(x: SparseTensor, *tensors) -> bool:
+    """True when an op on x may run on native tensors (lattice.torch._fast's no-grad
+    branch without the torch round trip): eager mode, no dispatch mode, plain
+    tensors, and no gradient needed by x's features or ``tensors`` (None skipped).
+    Callers also rule out autocast and dtype promotion."""
+    if _is_compiling() or _dispatch_depth() != 0:
+        return False
+    grad = torch.is_grad_enabled()
+    f = x._feats
+    if f is not None and ((type(f) is not _Tensor and type(f) is not _Parameter) or (grad and f.requires_grad)):
+        return False
+    for t in tensors:
+        if t is not None and ((type(t) is not _Tensor and type(t) is not _Parameter) or (grad and t.requires_grad)):
+            return False
+    return True
+
+
+def _nat(x: SparseTensor):
+    """x as a native tensor: the lazy result itself, or its torch features on its structure (zero copy)."""
+    n = x._nat
+    return n if n is not None else _native.with_feats(x._structure, _dl(x._feats))
+
+
+def _triple(value, op: str, name: str) -> tuple:
+    """lattice._util.triple for ints, with the common case (a 3-tuple of ints, e.g.
+    precomputed by the nn modules) returned as is."""
+    if type(value) is tuple and len(value) == 3 and all(type(v) is int for v in value):
+        return value
+    return triple(value, op, name)
+
 
 def _sparse(x, op: str, name: str = "x") -> SparseTensor:
     if not isinstance(x, SparseTensor):
@@ -85,7 +129,7 @@ def _tensor(t, op: str, name: str, *, optional: bool = False):
     return t
 
 
-def _check_param(t, op: str, name: str, x: SparseTensor, shape: tuple, *, same_dtype: bool):
+def _check_param(t, op: str, name: str, x: SparseTensor, shape: tuple, *, same_dtype: bool, device=None):
     """A floating parameter of the given shape on x's device (and x's dtype when same_dtype)."""
     if t is None:
         return
@@ -93,14 +137,16 @@ def _check_param(t, op: str, name: str, x: SparseTensor, shape: tuple, *, same_d
         raise TypeError(f"[{op}] argument '{name}': expected a floating dtype, got {t.dtype}")
     if same_dtype and t.dtype != x.dtype:
         raise TypeError(f"[{op}] argument '{name}': dtype {t.dtype} differs from the feature dtype {x.dtype}")
-    if t.device != x.device:
+    if t.device != (device if device is not None else x.device):
         raise _native.DeviceError(f"[{op}] argument '{name}': is on {t.device} but the features are on {x.device}")
-    if tuple(t.shape) != shape:
+    if t.shape != shape:
         raise ValueError(f"[{op}] argument '{name}': expected shape {shape}, got {tuple(t.shape)}")
 
 
 def _autocast_dtype(x: SparseTensor):
     """The autocast dtype in effect for x's device type, or None."""
+    if _any_autocast is not None and not _is_compiling() and not _any_autocast():
+        return None  # the common case, one cheap query (not traced: dynamo takes the general path)
     kind = x.device.type
     if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
         return torch.get_autocast_dtype(kind)
@@ -109,7 +155,7 @@ def _autocast_dtype(x: SparseTensor):
 
 def _conv_inputs(op: str, x: SparseTensor, weight, bias, ks: tuple, *, pointwise_ok: bool):
     """Checks weight/bias against x and the kernel (lattice's messages) and applies autocast.
-    Returns (feats, weight, bias)."""
+    Returns (weight, bias, autocast dtype or None); the features are x's, cast to that dtype."""
     _tensor(weight, op, "weight")
     _tensor(bias, op, "bias", optional=True)
     cin = x.channels
@@ -152,27 +198,39 @@ def _conv_inputs(op: str, x: SparseTensor, weight, bias, ks: tuple, *, pointwise
     else:
         layouts = "(C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out)" + (" or (C_out, C_in)" if pointwise_ok else "")
         raise ValueError(f"[{op}] argument 'weight': expected {layouts}, got shape {tuple(weight.shape)}")
-    feats = x.feats
+    dtype, device = x.dtype, x.device
     cast = _autocast_dtype(x)
     if cast is not None:
-        feats, weight = feats.to(cast), weight.to(cast)
+        dtype, weight = cast, weight.to(cast)
         bias = None if bias is None else bias.to(cast)
-    if weight.dtype != feats.dtype:
-        raise TypeError(f"[{op}] argument 'weight': dtype {weight.dtype} differs from the feature dtype {feats.dtype}")
-    if weight.device != feats.device:
-        raise _native.DeviceError(
-            f"[{op}] argument 'weight': is on {weight.device} but the features are on {feats.device}"
-        )
+    if weight.dtype != dtype:
+        raise TypeError(f"[{op}] argument 'weight': dtype {weight.dtype} differs from the feature dtype {dtype}")
+    if weight.device != device:
+        raise _native.DeviceError(f"[{op}] argument 'weight': is on {weight.device} but the features are on {device}")
     if bias is not None:
-        if bias.dtype != feats.dtype:
-            raise TypeError(f"[{op}] argument 'bias': dtype {bias.dtype} differs from the feature dtype {feats.dtype}")
-        if bias.device != feats.device:
-            raise _native.DeviceError(
-                f"[{op}] argument 'bias': is on {bias.device} but the features are on {feats.device}"
-            )
+        if bias.dtype != dtype:
+            raise TypeError(f"[{op}] argument 'bias': dtype {bias.dtype} differs from the feature dtype {dtype}")
+        if bias.device != device:
+            raise _native.DeviceError(f"[{op}] argument 'bias': is on {bias.device} but the features are on {device}")
         if tuple(bias.shape) != (cout,):
             raise ValueError(f"[{op}] argument 'bias': expected shape ({cout},), got {tuple(bias.shape)}")
-    return feats, weight, bias
+    return weight, bias, cast
+
+
+def _conv(op, x, planned, targeted, weight, bias, cast, ks, st, pd, dl):
+    """Runs a convolution-family op of x onto ``planned``'s structure (its set as
+    the target when ``targeted``): natively when no gradient is needed, else
+    through the custom op."""
+    if cast is None and _lazy_ok(x, weight, bias):
+        _ops._set_stream(x.device)
+        target = planned._structure if targeted else None
+        return planned._with_native(_ops.conv_native(_nat(x), target, weight, bias, op, ks, st, pd, dl), x)
+    feats = x.feats if cast is None else x.feats.to(cast)
+    out_coords = planned.coords if targeted else None  # None: no target, x's rows
+    out = _ops.conv(
+        feats, x._token, planned._token, out_coords, weight, bias, op, list(ks), list(st), list(pd), list(dl)
+    )
+    return planned._with(out)
 
 
 def _target(coordinates, op: str):
@@ -191,6 +249,18 @@ def _target(coordinates, op: str):
     )
 
 
+_ZERO_WEIGHTS = {}
+
+
+def _zero_weights(volume: int, device: torch.device):
+    """A (volume, 0, 0) float32 weight (no elements) for planning, cached per device."""
+    key = (volume, device)
+    w = _ZERO_WEIGHTS.get(key)
+    if w is None:
+        w = _ZERO_WEIGHTS[key] = torch.zeros((volume, 0, 0), dtype=torch.float32, device=device)
+    return w
+
+
 def _plan(op: str, x: SparseTensor, ks, st, pd, dl, coordinates):
     """The output structure of a structure-making op: (tensor carrying it, whether it is a new set).
 
@@ -200,40 +270,41 @@ def _plan(op: str, x: SparseTensor, ks, st, pd, dl, coordinates):
     CoordinateManager answers with the same cached relation."""
     base = x._structure
     volume = ks[0] * ks[1] * ks[2]
-    w0 = torch.zeros((volume, 0, 0), dtype=torch.float32, device=x.device)
+    w0 = _zero_weights(volume, x.device)
     target = _target(coordinates, op)
-    with _ops._on_stream(x.feats):
-        if op == "conv3d":
-            out = _native.conv3d(base, w0, None, ks, st, pd, dl, target)
-        elif op == "conv_transpose3d":
-            out = _native.conv_transpose3d(base, w0, None, ks, st, pd, dl, target)
-        elif op == "generative_conv_transpose3d":
-            out = _native.generative_conv_transpose3d(base, w0, None, ks, st, target)
-        else:
-            out = _native.pool3d(base, "sum", ks, st, pd, dl)
-        if out.key == base.key:  # pointwise conv (or x's own set as target)
-            return x, coordinates is not None
-        if isinstance(coordinates, SparseTensor) and out.key == coordinates._structure.key:
-            return coordinates, True
-        return SparseTensor._from_structure(out, None), True
+    _ops._set_stream(x.device)
+    if op == "conv3d":
+        out = _native.conv3d(base, w0, None, ks, st, pd, dl, target)
+    elif op == "conv_transpose3d":
+        out = _native.conv_transpose3d(base, w0, None, ks, st, pd, dl, target)
+    elif op == "generative_conv_transpose3d":
+        out = _native.generative_conv_transpose3d(base, w0, None, ks, st, target)
+    else:
+        out = _native.pool3d(base, "sum", ks, st, pd, dl)
+    if out.key == base.key:  # pointwise conv (or x's own set as target)
+        return x, coordinates is not None
+    if isinstance(coordinates, SparseTensor) and out.key == coordinates._structure.key:
+        return coordinates, True
+    return SparseTensor._from_structure(out, None), True
 
 
 def _structured_conv(op, x, weight, bias, ks, st, pd, dl, coordinates):
     x = _sparse(x, op)
-    ks = triple(ks, op, "kernel_size")
-    st = triple(st, op, "stride")
-    pd = triple(pd, op, "padding")
-    dl = triple(dl, op, "dilation")
-    feats, weight, bias = _conv_inputs(op, x, weight, bias, ks, pointwise_ok=op == "conv3d")
+    ks = _triple(ks, op, "kernel_size")
+    st = _triple(st, op, "stride")
+    pd = _triple(pd, op, "padding")
+    dl = _triple(dl, op, "dilation")
+    weight, bias, cast = _conv_inputs(op, x, weight, bias, ks, pointwise_ok=op == "conv3d")
+    return _structured_run(op, x, weight, bias, cast, ks, st, pd, dl, coordinates)
+
+
+def _structured_run(op, x, weight, bias, cast, ks, st, pd, dl, coordinates):
+    """_structured_conv after the argument checks (3-tuples; weight and bias checked, autocast dtype ``cast``)."""
     if op == "conv3d" and ks == (1, 1, 1) and st == (1, 1, 1) and coordinates is None:
         planned, targeted = x, False  # pointwise: a feature matrix product on x's structure (no planning)
     else:
         planned, targeted = _plan(op, x, ks, st, pd, dl, coordinates)
-    out_coords = planned._coords if targeted else None  # None: no target, x's rows (pointwise)
-    out = _ops.conv(
-        feats, x._token, planned._token, out_coords, weight, bias, op, list(ks), list(st), list(pd), list(dl)
-    )
-    return planned._with(out)
+    return _conv(op, x, planned, targeted, weight, bias, cast, ks, st, pd, dl)
 
 
 # ---- convolutions ----------------------------------------------------------------
@@ -263,13 +334,12 @@ def subm_conv3d(x, weight, bias=None, *, kernel_size=3, dilation=1):
     (C_out, Kx, Ky, Kz, C_in), (K, C_in, C_out) or (C_out, C_in); kernel_size odd."""
     op = "subm_conv3d"
     x = _sparse(x, op)
-    ks = triple(kernel_size, op, "kernel_size")
-    dl = triple(dilation, op, "dilation")
+    ks = _triple(kernel_size, op, "kernel_size")
+    dl = _triple(dilation, op, "dilation")
     if ks[0] % 2 == 0 or ks[1] % 2 == 0 or ks[2] % 2 == 0:
         raise ValueError(f"[{op}] argument 'kernel_size': must be odd on every axis, got {ks}")
-    feats, weight, bias = _conv_inputs(op, x, weight, bias, ks, pointwise_ok=True)
-    out = _ops.conv(feats, x._token, x._token, None, weight, bias, op, list(ks), [1, 1, 1], [0, 0, 0], list(dl))
-    return x._with(out)
+    weight, bias, cast = _conv_inputs(op, x, weight, bias, ks, pointwise_ok=True)
+    return _conv(op, x, x, False, weight, bias, cast, ks, (1, 1, 1), (0, 0, 0), dl)
 
 
 def conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2, padding=0, dilation=1, coordinates=None):
@@ -298,9 +368,8 @@ def linear(x, weight, bias=None):
     _tensor(weight, op, "weight")
     if weight.dim() != 2:
         raise ValueError(f"[{op}] argument 'weight': must have shape (C_out, C_in), got {tuple(weight.shape)}")
-    feats, weight, bias = _conv_inputs(op, x, weight, bias, (1, 1, 1), pointwise_ok=True)
-    out = _ops.conv(feats, x._token, x._token, None, weight, bias, op, [1, 1, 1], [1, 1, 1], [0, 0, 0], [1, 1, 1])
-    return x._with(out)
+    weight, bias, cast = _conv_inputs(op, x, weight, bias, (1, 1, 1), pointwise_ok=True)
+    return _conv(op, x, x, False, weight, bias, cast, (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1))
 
 
 # ---- activations, dropout ----------------------------------------------------------
@@ -316,6 +385,9 @@ def activation(x, kind="relu", *, negative_slope=0.01):
         raise ValueError(f"[activation] argument 'kind': unknown activation '{kind}' ({', '.join(_ACTIVATIONS)})")
     if not math.isfinite(negative_slope):
         raise ValueError(f"[activation] argument 'negative_slope': must be finite, got {negative_slope}")
+    if _lazy_ok(x):
+        _ops._set_stream(x.device)
+        return x._with_native(_native.activation(_nat(x), kind, float(negative_slope)), x)
     return x._with(_ops.activation(x.feats, x._token, kind, float(negative_slope)))
 
 
@@ -363,6 +435,9 @@ def dropout(x, p=0.5, training=True):
     if not (0.0 <= p < 1.0):
         raise ValueError(f"[dropout] argument 'p': must be in [0, 1), got {p}")
     seed = torch.randint(0, 2**62, (1,), dtype=torch.int64)
+    if _lazy_ok(x):
+        _ops._set_stream(x.device)
+        return x._with_native(_native.dropout(_nat(x), float(p), int(seed[0]), bool(training)), x)
     return x._with(_ops.dropout(x.feats, x._token, float(p), seed, bool(training)))
 
 
@@ -388,27 +463,31 @@ def batch_norm(
     """
     op = "batch_norm"
     x = _sparse(x, op)
-    c = x.channels
+    shape, device = (x.channels,), x.device
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _tensor(t, op, name, optional=True)
-        _check_param(t, op, name, x, (c,), same_dtype=False)
+        _check_param(t, op, name, x, shape, same_dtype=False, device=device)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"[{op}] argument 'running_var': running_mean and running_var must be given together")
     if running_mean is None:
         if not training:
             raise ValueError(f"[{op}] argument 'running_mean': inference (training=False) needs running statistics")
-        running_mean = torch.zeros(c, dtype=torch.float32, device=x.device)
-        running_var = torch.ones(c, dtype=torch.float32, device=x.device)
+        running_mean = torch.zeros(shape, dtype=torch.float32, device=x.device)
+        running_var = torch.ones(shape, dtype=torch.float32, device=x.device)
     if not (0.0 <= momentum <= 1.0):
         raise ValueError(f"[{op}] argument 'momentum': must be in [0, 1], got {momentum}")
     if not eps > 0:
         raise ValueError(f"[{op}] argument 'eps': must be positive, got {eps}")
     if training and x.rows <= 1 and x.device.type == "cpu":
         raise ValueError(f"[{op}] argument 'x': training mode needs more than one active row per channel, got {x.rows}")
-    feats = x.feats
+    dtype = x.dtype
 
     def fit(t):  # float32 or the features' dtype is accepted natively
-        return t if t is None or t.dtype in (torch.float32, feats.dtype) else t.to(feats.dtype)
+        return t if t is None or t.dtype in (torch.float32, dtype) else t.to(dtype)
+
+    if not training and _lazy_ok(x, weight, bias, running_mean, running_var):
+        return _bn_infer(x, weight, bias, running_mean, running_var, eps)
+    feats = x.feats
 
     out, mean, var, _saved = _ops_features.batch_norm(
         feats, x._token, fit(weight), fit(bias), running_mean, running_var, bool(training), float(momentum), float(eps)
@@ -418,6 +497,19 @@ def batch_norm(
             running_mean.copy_(mean)
             running_var.copy_(var)
     return x._with(out)
+
+
+def _bn_infer(x, weight, bias, running_mean, running_var, eps):
+    """Inference batch norm on the no-grad fast path (the caller checked _lazy_ok;
+    lattice's op checks the statistics' and parameters' shapes, dtypes and devices)."""
+    dtype = x.dtype
+    if weight is not None and weight.dtype != torch.float32 and weight.dtype != dtype:
+        weight = weight.to(dtype)
+    if bias is not None and bias.dtype != torch.float32 and bias.dtype != dtype:
+        bias = bias.to(dtype)
+    _ops._set_stream(x.device)
+    out = _native.batch_norm_infer(_nat(x), _dl(running_mean), _dl(running_var), _dl(weight), _dl(bias), float(eps))
+    return x._with_native(out, x)
 
 
 def layer_norm(x, weight=None, bias=None, *, eps=1e-5):
@@ -430,10 +522,12 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5):
         _check_param(t, op, name, x, (x.channels,), same_dtype=False)
     if not eps > 0:
         raise ValueError(f"[{op}] argument 'eps': must be positive, got {eps}")
-    feats = x.feats
-    weight = None if weight is None else weight.to(feats.dtype)
-    bias = None if bias is None else bias.to(feats.dtype)
-    return x._with(_ops_features.layer_norm(feats, x._token, weight, bias, float(eps)))
+    weight = None if weight is None else weight.to(x.dtype)
+    bias = None if bias is None else bias.to(x.dtype)
+    if _lazy_ok(x, weight, bias):
+        _ops._set_stream(x.device)
+        return x._with_native(_native.layer_norm(_nat(x), _dl(weight), _dl(bias), float(eps)), x)
+    return x._with(_ops_features.layer_norm(x.feats, x._token, weight, bias, float(eps)))
 
 
 def rms_norm(x, weight=None, *, eps=1e-5):
@@ -444,7 +538,10 @@ def rms_norm(x, weight=None, *, eps=1e-5):
     _check_param(weight, op, "weight", x, (x.channels,), same_dtype=False)
     if not eps > 0:
         raise ValueError(f"[{op}] argument 'eps': must be positive, got {eps}")
-    weight = None if weight is None else weight.to(x.feats.dtype)
+    weight = None if weight is None else weight.to(x.dtype)
+    if _lazy_ok(x, weight):
+        _ops._set_stream(x.device)
+        return x._with_native(_native.rms_norm(_nat(x), _dl(weight), float(eps)), x)
     return x._with(_ops_features.rms_norm(x.feats, x._token, weight, float(eps)))
 
 
@@ -463,8 +560,18 @@ def _pair(op, a, b):
     return a, b, fa, fb
 
 
+def _lazy_pair(a, b) -> bool:
+    """The no-grad fast path applies to a binary op on a and b (same dtype: no promotion)."""
+    return a.dtype == b.dtype and _lazy_ok(a, b._feats) and _lazy_ok(b)
+
+
 def add(a, b):
     """Row-wise sum of two tensors with the same coordinate key: (N, C) each."""
+    a = _sparse(a, "add", "a")
+    b = _sparse(b, "add", "b")
+    if a.rows == b.rows and a.channels == b.channels and _lazy_pair(a, b):
+        _ops._set_stream(a.device)
+        return a._with_native(_native.add(_nat(a), _nat(b)), a)
     a, b, fa, fb = _pair("add", a, b)
     if fa.shape[1] != fb.shape[1]:
         raise ValueError(f"[add] argument 'b': has {fb.shape[1]} channels but 'a' has {fa.shape[1]}")
@@ -473,6 +580,11 @@ def add(a, b):
 
 def cat(a, b):
     """Channel concatenation [a, b] of two tensors with the same key: (N, C_a + C_b)."""
+    a = _sparse(a, "cat", "a")
+    b = _sparse(b, "cat", "b")
+    if a.rows == b.rows and _lazy_pair(a, b):
+        _ops._set_stream(a.device)
+        return a._with_native(_native.cat(_nat(a), _nat(b)), a)
     a, b, fa, fb = _pair("cat", a, b)
     return a._with(_ops_features.cat(fa, fb, a._token, b._token))
 
@@ -489,13 +601,23 @@ def pool3d(x, mode="max", *, kernel_size=2, stride=2, padding=0, dilation=1):
     x = _sparse(x, op)
     if mode not in _POOL_MODES:
         raise ValueError(f"[{op}] argument 'mode': unknown pooling mode '{mode}' (sum, max or avg)")
-    ks = triple(kernel_size, op, "kernel_size")
-    st = triple(stride, op, "stride")
-    pd = triple(padding, op, "padding")
-    dl = triple(dilation, op, "dilation")
+    ks = _triple(kernel_size, op, "kernel_size")
+    st = _triple(stride, op, "stride")
+    pd = _triple(padding, op, "padding")
+    dl = _triple(dilation, op, "dilation")
     planned, _ = _plan(op, x, ks, st, pd, dl, None)
+    if _lazy_ok(x):
+        _ops._set_stream(x.device)
+        y = _native.pool3d(_nat(x), mode, ks, st, pd, dl)
+        # pool3d reuses the planned forward relation (same output set); after a
+        # cache eviction it rebuilds the same rows in the same order (_ops_features.pool).
+        if y.rows != planned._structure.rows:
+            raise RuntimeError(f"[pool3d] planned {planned._structure.rows} output rows, the relation gave {y.rows}")
+        if y.key != planned.key:
+            y = _native.with_feats(planned._structure, _dl(_native.feats_of(y)))
+        return planned._with_native(y, x)
     out = _ops_features.pool(
-        x.feats, x._token, planned._token, planned._coords, mode, list(ks), list(st), list(pd), list(dl)
+        x.feats, x._token, planned._token, planned.coords, mode, list(ks), list(st), list(pd), list(dl)
     )
     return planned._with(out)
 

@@ -60,6 +60,29 @@ def _positive(value, op: str, name: str) -> int:
     return value
 
 
+_ONE, _ZERO = (1, 1, 1), (0, 0, 0)
+
+
+def _conv_params_ok(x, weight, bias) -> bool:
+    """The fast module path applies: no autocast, and weight/bias in x's dtype and
+    on its device. Shapes are the constructor's; anything else takes the
+    functional path, whose checks raise the errors."""
+    dtype, device = x.dtype, x.device
+    if weight.dtype != dtype or weight.device != device:
+        return False
+    if bias is not None and (bias.dtype != dtype or bias.device != device):
+        return False
+    return F._autocast_dtype(x) is None
+
+
+def _on_device(device, *tensors) -> bool:
+    """Every tensor given (None skipped) lives on ``device``."""
+    for t in tensors:
+        if t is not None and t.device != device:
+            return False
+    return True
+
+
 def _check_input(x, channels, op: str) -> None:
     """TypeError unless x is a sparse tensor, ValueError unless it has ``channels`` channels (None: any)."""
     if not isinstance(x, SparseTensor):
@@ -129,6 +152,10 @@ class Conv3d(_ConvBase):
 
     def forward(self, x, coordinates=None):
         _check_input(x, self.in_channels, "Conv3d")
+        w, b = self.weight, self.bias
+        if _conv_params_ok(x, w, b):  # arguments validated by the constructor (lattice's op checks the rest)
+            ks, st, pd, dl = self.kernel_size, self.stride, self.padding, self.dilation
+            return F._structured_run("conv3d", x, w, b, None, ks, st, pd, dl, coordinates)
         return F.conv3d(
             x,
             self.weight,
@@ -150,6 +177,9 @@ class SubmConv3d(_ConvBase):
 
     def forward(self, x):
         _check_input(x, self.in_channels, "SubmConv3d")
+        w, b = self.weight, self.bias
+        if _conv_params_ok(x, w, b):  # arguments validated by the constructor (lattice's op checks the rest)
+            return F._conv("subm_conv3d", x, x, False, w, b, None, self.kernel_size, _ONE, _ZERO, self.dilation)
         return F.subm_conv3d(x, self.weight, self.bias, kernel_size=self.kernel_size, dilation=self.dilation)
 
 
@@ -179,6 +209,10 @@ class ConvTranspose3d(_ConvBase):
 
     def forward(self, x, coordinates=None):
         _check_input(x, self.in_channels, "ConvTranspose3d")
+        w, b = self.weight, self.bias
+        if _conv_params_ok(x, w, b):  # arguments validated by the constructor (lattice's op checks the rest)
+            ks, st, pd, dl = self.kernel_size, self.stride, self.padding, self.dilation
+            return F._structured_run("conv_transpose3d", x, w, b, None, ks, st, pd, dl, coordinates)
         return F.conv_transpose3d(
             x,
             self.weight,
@@ -287,6 +321,9 @@ class BatchNorm(torch.nn.Module):
     def forward(self, x):
         _check_input(x, self.num_features, "BatchNorm")
         batch_stats = self.training or not self.track_running_stats
+        w, b, rm, rv = self.weight, self.bias, self.running_mean, self.running_var
+        if not batch_stats and rm is not None and _on_device(x.device, w, b, rm, rv) and F._lazy_ok(x, w, b, rm, rv):
+            return F._bn_infer(x, w, b, rm, rv, self.eps)  # shapes are the constructor's; lattice checks the rest
         return F.batch_norm(
             x,
             self.weight,
