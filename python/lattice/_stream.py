@@ -10,6 +10,13 @@ caller's pending work and before anything the caller queues next, with no
 host synchronisation, and memory lattice frees returns to the pool in the
 order of that same stream. JAX exposes no stream: its inputs are waited for
 (``block_until_ready``) and its outputs synchronised before hand-over.
+
+Memory lattice allocates while a stream is current is freed later in that
+stream's order (``cudaFreeAsync``), so the stream must outlive it. PyTorch
+never destroys its streams (they come from a pool); a CuPy stream is
+destroyed with its Python object, so lattice keeps every CuPy stream (and
+every stream object given to ``use_stream``) it has run on alive for the
+rest of the process (``_RETAINED``; programs use a handful of streams).
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ import contextlib
 
 from . import _native
 from ._util import CUPY, TORCH, framework_of
+
+# Stream objects lattice has run on, by handle: kept alive because lattice
+# memory allocated on them is freed on them later (see above).
+_RETAINED: dict = {}
 
 
 def _index(device: str) -> int:
@@ -34,7 +45,9 @@ def caller_stream(framework: int, device_index: int):
         import cupy
 
         with cupy.cuda.Device(device_index):
-            return cupy.cuda.get_current_stream().ptr
+            stream = cupy.cuda.get_current_stream()
+        _RETAINED.setdefault(stream.ptr, stream)
+        return stream.ptr
     return None
 
 
@@ -86,6 +99,8 @@ def use_stream(stream, device=None):
     CUDA tensors, models driven from C++ buffers) or to pin a stream explicitly.
     """
     handle = _handle_of(stream)
+    if not isinstance(stream, int):
+        _RETAINED.setdefault(handle, stream)
     if device is None:
         dev = getattr(stream, "device", None)
         index = getattr(dev, "index", None)

@@ -6,7 +6,9 @@
 // that own a stream (a framework's current stream) install it with
 // set_current_stream or a StreamGuard. Memory is allocated and freed in
 // stream order on the stream current at allocation time: an Array used on
-// another stream must be synchronized by the caller.
+// another stream must be synchronized by the caller, and an installed stream
+// must outlive every Array allocated while it was current (its memory is
+// freed on it).
 // On the CPU all of this is a no-op.
 #pragma once
 
