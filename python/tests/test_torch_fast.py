@@ -270,3 +270,79 @@ def test_lazy_tensor_into_a_compiled_function(rng):
     torch._dynamo.reset()
     out = torch.compile(block, backend="aot_eager")(down, w1)
     torch.testing.assert_close(out, expected)
+
+
+# ---- the eager gradient path (FastOp's autograd.Function) -----------------------
+
+
+class _Passthrough(torch.utils._python_dispatch.TorchDispatchMode):
+    """An active dispatch mode sends every lattice op through its registered custom op."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+def _train_chain(x, p, training):
+    w1, b1, w2, bn_w, bn_b, rm, rv, wt = p
+    a = F.relu(F.subm_conv3d(x, w1, b1))
+    d = F.conv3d(a, w2, kernel_size=2, stride=2)
+    d = F.leaky_relu(F.batch_norm(d, bn_w, bn_b, rm, rv, training=training), 0.1)
+    u = F.conv_transpose3d(d, wt, kernel_size=2, stride=2, coordinates=a)
+    return F.add(u, a)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("partial", [False, True])
+def test_eager_gradient_path_equals_the_custom_op_path(rng, training, partial):
+    x = make(rng, 40, 3)
+    p = weights(rng, (27, 3, 5), (5,), (8, 5, 6), (6,), (6,))
+    p += [torch.zeros(6), torch.ones(6)]
+    p += weights(rng, (8, 6, 5))
+    if partial:  # some gradients not requested
+        p[1].requires_grad_(False)
+        p[3].requires_grad_(False)
+    feats = x.feats.clone().requires_grad_(True)
+    results = []
+    for mode in (None, _Passthrough()):
+        q = [t.detach().clone().requires_grad_(t.requires_grad) for t in p]
+        f = feats.detach().clone().requires_grad_(True)
+        xi = lt.SparseTensor(x.coords, f)
+        if mode is None:
+            y = _train_chain(xi, q, training)
+            (y.feats * y.feats).sum().backward()
+        else:
+            with mode:
+                y = _train_chain(xi, q, training)
+                (y.feats * y.feats).sum().backward()
+        for t in q[5:7]:  # running statistics stay out of the graph
+            assert t.is_leaf and not t.requires_grad
+        results.append((y.feats.detach(), f.grad, [t.grad for t in q], q[5].clone(), q[6].clone()))
+    (y0, g0, pg0, m0, v0), (y1, g1, pg1, m1, v1) = results
+    torch.testing.assert_close(y0, y1, rtol=0, atol=1e-12)
+    torch.testing.assert_close(g0, g1, rtol=0, atol=1e-10)
+    torch.testing.assert_close(m0, m1, rtol=0, atol=0)
+    torch.testing.assert_close(v0, v1, rtol=0, atol=0)
+    for i, (a, b) in enumerate(zip(pg0, pg1)):
+        assert (a is None) == (b is None) == (not p[i].requires_grad), i
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("op", ["subm_conv3d", "relu", "batch_norm"])
+def test_eager_gradient_path_detects_in_place_edits_of_saved_inputs(rng, op):
+    x = make(rng, 20, 4)
+    feats = x.feats.clone().requires_grad_(True)
+    h = feats * 2  # a non-leaf input, edited in place after the op
+    xi = lt.SparseTensor(x.coords, h)
+    if op == "subm_conv3d":
+        (w,) = weights(rng, (27, 4, 3))
+        y = F.subm_conv3d(xi, w)
+    elif op == "relu":
+        y = F.relu(xi)
+    else:
+        w, b = weights(rng, (4,), (4,))
+        y = F.batch_norm(xi, w, b, training=True)
+    with torch.no_grad():
+        h.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.feats.sum().backward()

@@ -10,11 +10,13 @@ ops, 6.6 ms for the same model looped in C++).
 ``fast(op)`` wraps a custom op so that, in plain eager mode, it calls the op's
 own implementation directly (no gradient needed) or through a
 ``torch.autograd.Function`` built from the op's own ``setup_context`` and
-backward formula (gradient needed). Anything else -- torch.compile / dynamo
-tracing, fake or functional tensors, an active TorchDispatchMode -- goes
-through the registered custom op, so compiled graphs, opcheck and AOTAutograd
-see exactly the registered schema, fake kernel and autograd formula. Both
-paths run the same Python functions, so their results are identical.
+backward formula (gradient needed; the hottest ops -- convolutions,
+activations, batch norm -- pass FastOp a leaner hand-written pair, checked
+against the custom op in tests/test_torch_fast.py). Anything else -- torch.compile
+/ dynamo tracing, fake or functional tensors, an active TorchDispatchMode --
+goes through the registered custom op, so compiled graphs, opcheck and
+AOTAutograd see exactly the registered schema, fake kernel and autograd
+formula. Both paths make the same native calls, so their results are identical.
 """
 
 from __future__ import annotations
@@ -32,13 +34,25 @@ class FastOp:
 
     __slots__ = ("_function", "_impl", "op")
 
-    def __init__(self, op):
+    def __init__(self, op, eager=None):
+        """``eager``: optional (forward(ctx, *args), backward(ctx, *grads)) pair for the
+        gradient path, computing what the op and its registered formula compute
+        with less host work (the VJP called directly: no backward op, placeholder
+        tensors, zero gradients for non-differentiable outputs or exports of
+        unrequested gradients); default: built from the op's own implementation,
+        setup_context and backward."""
         self.op = op
         self._impl = getattr(op, "_init_fn", None)
         backward = getattr(op, "_backward_fn", None)
         setup = getattr(op, "_setup_context_fn", None)
         self._function = None
-        if self._impl is not None and backward is not None and setup is not None:
+        if self._impl is not None and eager is not None:
+            self._function = type(
+                f"LatticeEager_{op._name}",
+                (torch.autograd.Function,),
+                {"forward": staticmethod(eager[0]), "backward": staticmethod(eager[1])},
+            )
+        elif self._impl is not None and backward is not None and setup is not None:
             impl = self._impl
 
             def forward(ctx, *args):

@@ -332,10 +332,70 @@ def _dropout_backward(ctx, grad):
 dropout.register_autograd(_dropout_backward, setup_context=_dropout_setup)
 
 
+# ---- eager gradient path ---------------------------------------------------------
+# The autograd.Function bodies of FastOp's gradient path (see _fast.py): the same
+# native calls as the ops and their registered formulas, without the backward
+# op's call, placeholder tensors or exports of unrequested gradients. ctx holds
+# torch tensors only (saved inputs, tokens as attributes: a token is never
+# modified), no native objects: those would outlive a graph kept to interpreter
+# exit. Inputs go through save_for_backward so that in-place changes after
+# forward raise, as they would through the custom op.
+
+
+def _conv_eager_forward(ctx, feats, in_token, out_token, out_coords, weight, bias, kind, ks, st, pd, dl):
+    ks, st, pd, dl = tuple(ks), tuple(st), tuple(pd), tuple(dl)
+    with _on_stream(feats):
+        target = None if out_coords is None else _native.structure_of(int(out_token))
+        y = conv_native(_x(in_token, feats), target, weight, bias, kind, ks, st, pd, dl)
+    ctx.save_for_backward(feats, weight)
+    ctx.tokens = (in_token, out_token)
+    ctx.params = (kind, ks, st, pd, dl, target is not None, bias is not None)
+    return _native.feats_of(y)
+
+
+def _conv_eager_backward(ctx, grad):
+    feats, weight = ctx.saved_tensors
+    kind, ks, st, pd, dl, has_target, has_bias = ctx.params
+    in_token, out_token = ctx.tokens
+    need = ctx.needs_input_grad
+    with _on_stream(grad):
+        x = _x(in_token, feats)
+        g = _dl(grad)
+        # dL/dy lives on the output structure: the target, else x's own (same token) or the token's.
+        target = _native.structure_of(int(out_token)) if has_target else None
+        if target is not None:
+            dy = _native.with_feats(target, g)
+        elif out_token is in_token:
+            dy = _native.with_feats(x, g)
+        else:
+            dy = _native.with_feats(int(out_token), g)
+        dx, dw, db = _native.conv_backward(
+            kind, x, _dl(weight), dy, ks, st, pd, dl, target, need[0], need[4], has_bias and need[5], TORCH
+        )
+    return dx, None, None, None, dw, db, None, None, None, None, None
+
+
+def _activation_eager_forward(ctx, feats, token, kind, negative_slope):
+    with _on_stream(feats):
+        y = _native.activation(_x(token, feats), kind, negative_slope)
+    ctx.save_for_backward(feats)
+    ctx.token = token
+    ctx.params = (kind, negative_slope)
+    return _native.feats_of(y)
+
+
+def _activation_eager_backward(ctx, grad):
+    (feats,) = ctx.saved_tensors
+    with _on_stream(grad):
+        x = _x(ctx.token, feats)
+        dx = _native.activation_backward(x, _native.with_feats(x, _dl(grad)), *ctx.params, TORCH)
+    return dx, None, None, None
+
+
 # Eager calls skip the dispatcher (lattice/torch/_fast.py); `.op` is the custom op.
-conv = FastOp(conv)
+conv = FastOp(conv, (_conv_eager_forward, _conv_eager_backward))
 conv_backward = FastOp(conv_backward)
-activation = FastOp(activation)
+activation = FastOp(activation, (_activation_eager_forward, _activation_eager_backward))
 activation_backward = FastOp(activation_backward)
 dropout = FastOp(dropout)
 dropout_backward = FastOp(dropout_backward)

@@ -143,6 +143,61 @@ def _bn_backward(ctx, grad, _grad_mean, _grad_var, _grad_saved):
 batch_norm.register_autograd(_bn_backward, setup_context=_bn_setup)
 
 
+def _bn_eager_forward(ctx, feats, token, weight, bias, running_mean, running_var, training, momentum, eps):
+    """batch_norm's eager gradient path (see _ops.py, "eager gradient path")."""
+    with _on_stream(feats):
+        out, mean, var, saved = _native.batch_norm_forward(
+            _x(token, feats),
+            _dl(running_mean),
+            _dl(running_var),
+            _dl(weight),
+            _dl(bias),
+            training,
+            momentum,
+            eps,
+            TORCH,
+        )
+    if not training:
+        mean, var = running_mean.clone(), running_var.clone()
+    if saved is None or not (training and feats.is_cuda):
+        saved = None
+    # Training: the backward reads the batch statistics only; the running ones
+    # (updated in place by the caller) are placeholders and need no version check.
+    # The saved statistics (an output) go through save_for_backward: as a ctx
+    # attribute they would form an output -> node -> ctx -> output cycle.
+    stats = (running_mean, running_var)
+    ctx.save_for_backward(feats, weight, bias, saved, *(() if training else stats))
+    ctx.token, ctx.stats, ctx.params = token, stats, (training, eps)
+    ctx.set_materialize_grads(False)  # no zero gradients for the statistics outputs
+    saved_out = saved if saved is not None else feats.new_empty((0,), dtype=torch.float64)
+    ctx.mark_non_differentiable(mean, var, saved_out)
+    return out, mean, var, saved_out
+
+
+def _bn_eager_backward(ctx, grad, _grad_mean, _grad_var, _grad_saved):
+    feats, weight, bias, saved = ctx.saved_tensors[:4]
+    if grad is None:
+        return (None,) * 9
+    training, eps = ctx.params
+    running_mean, running_var = ctx.stats
+    with _on_stream(grad):
+        x = _x(ctx.token, feats)
+        dx, dw, db = _native.batch_norm_backward(
+            x,
+            _native.with_feats(x, _dl(grad)),
+            _dl(running_mean),
+            _dl(running_var),
+            _dl(weight),
+            _dl(bias),
+            training,
+            eps,
+            saved,
+            TORCH,
+        )
+    need = ctx.needs_input_grad
+    return dx if need[0] else None, None, dw if need[2] else None, db if need[3] else None, None, None, None, None, None
+
+
 # ---- layer norm / rms norm -----------------------------------------------------
 
 
@@ -266,7 +321,9 @@ def _(a, b, a_token, b_token):
 def add_backward(grad: Tensor, a_token: Tensor, b_token: Tensor) -> Tuple[Tensor, Tensor]:
     # add's VJP does not read the operands: the gradient stands in for both.
     with _on_stream(grad):
-        return tuple(_native.add_backward(_x(a_token, grad), _x(b_token, grad), _x(a_token, grad), TORCH))
+        a = _x(a_token, grad)
+        b = a if b_token is a_token else _x(b_token, grad)
+        return tuple(_native.add_backward(a, b, a, TORCH))
 
 
 @add_backward.register_fake
@@ -522,7 +579,7 @@ devoxelize.register_autograd(_devox_backward, setup_context=_devox_setup)
 
 
 # Eager calls skip the dispatcher (lattice/torch/_fast.py); `.op` is the custom op.
-batch_norm = FastOp(batch_norm)
+batch_norm = FastOp(batch_norm, (_bn_eager_forward, _bn_eager_backward))
 batch_norm_backward = FastOp(batch_norm_backward)
 layer_norm = FastOp(layer_norm)
 layer_norm_backward = FastOp(layer_norm_backward)

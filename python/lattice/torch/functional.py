@@ -487,13 +487,17 @@ def batch_norm(
 
     if not training and _lazy_ok(x, weight, bias, running_mean, running_var):
         return _bn_infer(x, weight, bias, running_mean, running_var, eps)
-    feats = x.feats
+    return _bn_run(x, fit(weight), fit(bias), running_mean, running_var, bool(training), float(momentum), float(eps))
 
+
+def _bn_run(x, weight, bias, running_mean, running_var, training: bool, momentum: float, eps: float):
+    """batch_norm through its op after the argument checks (parameters float32 or
+    x's dtype); training updates the running statistics in place."""
     out, mean, var, _saved = _ops_features.batch_norm(
-        feats, x._token, fit(weight), fit(bias), running_mean, running_var, bool(training), float(momentum), float(eps)
+        x.feats, x._token, weight, bias, running_mean, running_var, training, momentum, eps
     )
     if training:
-        with torch.no_grad():
+        with torch.no_grad():  # the custom op's statistics outputs require grad when feats do
             running_mean.copy_(mean)
             running_var.copy_(var)
     return x._with(out)

@@ -324,16 +324,20 @@ class BatchNorm(torch.nn.Module):
         w, b, rm, rv = self.weight, self.bias, self.running_mean, self.running_var
         if not batch_stats and rm is not None and _on_device(x.device, w, b, rm, rv) and F._lazy_ok(x, w, b, rm, rv):
             return F._bn_infer(x, w, b, rm, rv, self.eps)  # shapes are the constructor's; lattice checks the rest
-        return F.batch_norm(
-            x,
-            self.weight,
-            self.bias,
-            self.running_mean,
-            self.running_var,
-            training=batch_stats,
-            momentum=self.momentum,
-            eps=self.eps,
-        )
+        dtype = x.dtype
+        if (
+            self.training
+            and rm is not None
+            and (x.rows > 1 or x.device.type != "cpu")
+            and _on_device(x.device, w, b, rm, rv)
+            and (w is None or w.dtype == torch.float32 or w.dtype == dtype)
+            and (b is None or b.dtype == torch.float32 or b.dtype == dtype)
+            and 0.0 <= self.momentum <= 1.0
+        ):
+            # Training step with the module's own (C,) parameters and statistics:
+            # skips batch_norm's argument checks (lattice checks dtypes and shapes).
+            return F._bn_run(x, w, b, rm, rv, True, float(self.momentum), float(self.eps))
+        return F.batch_norm(x, w, b, rm, rv, training=batch_stats, momentum=self.momentum, eps=self.eps)
 
     def extra_repr(self) -> str:
         return (
