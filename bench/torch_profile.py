@@ -16,11 +16,10 @@ import pstats
 import sys
 import time
 
-import numpy as np
-import torch
-
 import lattice
 import lattice.torch as lt
+import numpy as np
+import torch
 
 
 def main() -> int:
