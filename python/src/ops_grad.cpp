@@ -36,41 +36,29 @@ nb::tuple conv_backward(const std::string& kind, const SparseTensor& x, const In
   const Array w = import_array(weight, op, "weight");
   const ops::GradRequest need{need_input, need_weight, need_bias};
   const ops::TargetCoords coords = target ? ops::TargetCoords(*target) : ops::TargetCoords();
-  ops::ConvGrads g = without_gil([&]() -> ops::ConvGrads {
-    if (kind == "conv3d") {
-      ops::Conv3dParams p;
-      p.kernel_size = to_int3(kernel_size);
-      p.stride = to_int3(stride);
-      p.padding = to_int3(padding);
-      p.dilation = to_int3(dilation);
-      p.coordinates = coords;
-      return ops::conv3d_backward(x, w, dy, p, need);
-    }
-    if (kind == "subm_conv3d") {
-      ops::SubmConv3dParams p;
-      p.kernel_size = to_int3(kernel_size);
-      p.dilation = to_int3(dilation);
-      return ops::subm_conv3d_backward(x, w, dy, p, need);
-    }
-    if (kind == "conv_transpose3d") {
-      ops::ConvTranspose3dParams p;
-      p.kernel_size = to_int3(kernel_size);
-      p.stride = to_int3(stride);
-      p.padding = to_int3(padding);
-      p.dilation = to_int3(dilation);
-      p.coordinates = coords;
-      return ops::conv_transpose3d_backward(x, w, dy, p, need);
-    }
-    if (kind == "generative_conv_transpose3d") {
-      ops::GenerativeConvTranspose3dParams p;
-      p.kernel_size = to_int3(kernel_size);
-      p.stride = to_int3(stride);
-      p.coordinates = coords;
-      return ops::generative_conv_transpose3d_backward(x, w, dy, p, need);
-    }
-    if (kind == "linear") return ops::linear_backward(x, w, dy, need);
+  // The parameter builders (params.hpp) run with the GIL held; only the VJP runs without it.
+  const nb::handle none = nb::none();
+  ops::ConvGrads g;
+  if (kind == "conv3d") {
+    ops::Conv3dParams p = conv3d_params(kernel_size, stride, padding, dilation, none);
+    p.coordinates = coords;
+    g = without_gil([&] { return ops::conv3d_backward(x, w, dy, p, need); });
+  } else if (kind == "subm_conv3d") {
+    const ops::SubmConv3dParams p = subm_conv3d_params(kernel_size, dilation);
+    g = without_gil([&] { return ops::subm_conv3d_backward(x, w, dy, p, need); });
+  } else if (kind == "conv_transpose3d") {
+    ops::ConvTranspose3dParams p = conv_transpose3d_params(kernel_size, stride, padding, dilation, none);
+    p.coordinates = coords;
+    g = without_gil([&] { return ops::conv_transpose3d_backward(x, w, dy, p, need); });
+  } else if (kind == "generative_conv_transpose3d") {
+    ops::GenerativeConvTranspose3dParams p = generative_conv_transpose3d_params(kernel_size, stride, none);
+    p.coordinates = coords;
+    g = without_gil([&] { return ops::generative_conv_transpose3d_backward(x, w, dy, p, need); });
+  } else if (kind == "linear") {
+    g = without_gil([&] { return ops::linear_backward(x, w, dy, need); });
+  } else {
     fail(op, "kind", "unknown convolution '", kind, "'");
-  });
+  }
   const auto fw = static_cast<Framework>(framework);
   return nb::make_tuple(maybe(g.input, fw), maybe(g.weight, fw), maybe(g.bias, fw));
 }

@@ -35,6 +35,24 @@ def _target(coordinates, op):
     return require_array(coordinates, op, "coordinates")
 
 
+def _strided(op, native, quantized, x, weight, bias, kernel_size, stride, padding, dilation, coordinates):
+    """conv3d and conv_transpose3d after their docstrings: checks, dispatch on the weight kind, wrap."""
+    t = unwrap(x, op)
+    fn, weight = _weight(weight, op, native, quantized)
+    require_array(bias, op, "bias", optional=True)
+    out = fn(
+        t,
+        weight,
+        bias,
+        triple(kernel_size, op, "kernel_size"),
+        triple(stride, op, "stride"),
+        triple(padding, op, "padding"),
+        triple(dilation, op, "dilation"),
+        _target(coordinates, op),
+    )
+    return SparseTensor._wrap(out, x._fw)
+
+
 def conv3d(x, weight, bias=None, *, kernel_size=3, stride=1, padding=0, dilation=1, coordinates=None):
     """Sparse 3-D convolution over the forward (or target) relation.
 
@@ -53,21 +71,19 @@ def conv3d(x, weight, bias=None, *, kernel_size=3, stride=1, padding=0, dilation
         x.stride * stride. The pointwise case (1x1x1, stride 1, no target)
         keeps x's coordinates and key.
     """
-    op = "conv3d"
-    t = unwrap(x, op)
-    fn, weight = _weight(weight, op, _native.conv3d, _native.quantized_conv3d)
-    require_array(bias, op, "bias", optional=True)
-    out = fn(
-        t,
+    return _strided(
+        "conv3d",
+        _native.conv3d,
+        _native.quantized_conv3d,
+        x,
         weight,
         bias,
-        triple(kernel_size, op, "kernel_size"),
-        triple(stride, op, "stride"),
-        triple(padding, op, "padding"),
-        triple(dilation, op, "dilation"),
-        _target(coordinates, op),
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        coordinates,
     )
-    return SparseTensor._wrap(out, x._fw)
 
 
 def subm_conv3d(x, weight, bias=None, *, kernel_size=3, dilation=1):
@@ -108,21 +124,19 @@ def conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2, padding=0
         SparseTensor with features (N_out, C_out) in x's dtype; output rows in
         first-seen order over input rows, then offsets.
     """
-    op = "conv_transpose3d"
-    t = unwrap(x, op)
-    fn, weight = _weight(weight, op, _native.conv_transpose3d, _native.quantized_conv_transpose3d)
-    require_array(bias, op, "bias", optional=True)
-    out = fn(
-        t,
+    return _strided(
+        "conv_transpose3d",
+        _native.conv_transpose3d,
+        _native.quantized_conv_transpose3d,
+        x,
         weight,
         bias,
-        triple(kernel_size, op, "kernel_size"),
-        triple(stride, op, "stride"),
-        triple(padding, op, "padding"),
-        triple(dilation, op, "dilation"),
-        _target(coordinates, op),
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        coordinates,
     )
-    return SparseTensor._wrap(out, x._fw)
 
 
 def generative_conv_transpose3d(x, weight, bias=None, *, kernel_size=2, stride=2, coordinates=None):

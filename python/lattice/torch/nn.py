@@ -126,11 +126,35 @@ class _ConvBase(torch.nn.Module):
         return s + ("" if self.bias is not None else ", bias=False")
 
 
-class Conv3d(_ConvBase):
+class _StridedConv(_ConvBase):
+    """Conv3d and ConvTranspose3d: stride, padding and dilation, and a forward onto optional coordinates."""
+
+    _op = ""  # the functional op's name
+
+    def _set_geometry(self, stride, padding, dilation):
+        name = type(self).__name__
+        self.stride = triple(stride, name, "stride")
+        self.padding = triple(padding, name, "padding")
+        self.dilation = triple(dilation, name, "dilation")
+
+    def forward(self, x, coordinates=None):
+        _check_input(x, self.in_channels, type(self).__name__)
+        w, b = self.weight, self.bias
+        ks, st, pd, dl = self.kernel_size, self.stride, self.padding, self.dilation
+        if _conv_params_ok(x, w, b):  # arguments validated by the constructor (lattice's op checks the rest)
+            return F._structured_run(self._op, x, w, b, None, ks, st, pd, dl, coordinates)
+        return getattr(F, self._op)(
+            x, w, b, kernel_size=ks, stride=st, padding=pd, dilation=dl, coordinates=coordinates
+        )
+
+
+class Conv3d(_StridedConv):
     """Sparse convolution (``functional.conv3d``): features (N, C_in) -> (N_out, C_out) at stride * x.stride.
 
     ``forward(x, coordinates=None)``: ``coordinates`` gives the output coordinates (see functional.conv3d).
     """
+
+    _op = "conv3d"
 
     def __init__(
         self,
@@ -146,26 +170,7 @@ class Conv3d(_ConvBase):
         dtype=None,
     ):
         super().__init__(in_channels, out_channels, kernel_size, bias, device, dtype)
-        self.stride = triple(stride, "Conv3d", "stride")
-        self.padding = triple(padding, "Conv3d", "padding")
-        self.dilation = triple(dilation, "Conv3d", "dilation")
-
-    def forward(self, x, coordinates=None):
-        _check_input(x, self.in_channels, "Conv3d")
-        w, b = self.weight, self.bias
-        if _conv_params_ok(x, w, b):  # arguments validated by the constructor (lattice's op checks the rest)
-            ks, st, pd, dl = self.kernel_size, self.stride, self.padding, self.dilation
-            return F._structured_run("conv3d", x, w, b, None, ks, st, pd, dl, coordinates)
-        return F.conv3d(
-            x,
-            self.weight,
-            self.bias,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            coordinates=coordinates,
-        )
+        self._set_geometry(stride, padding, dilation)
 
 
 class SubmConv3d(_ConvBase):
@@ -183,11 +188,13 @@ class SubmConv3d(_ConvBase):
         return F.subm_conv3d(x, self.weight, self.bias, kernel_size=self.kernel_size, dilation=self.dilation)
 
 
-class ConvTranspose3d(_ConvBase):
+class ConvTranspose3d(_StridedConv):
     """Transposed convolution (``functional.conv_transpose3d``): (N, C_in) -> (N_out, C_out) at x.stride / stride.
 
     ``forward(x, coordinates=None)``: onto given coordinates (e.g. the encoder level of a U-Net).
     """
+
+    _op = "conv_transpose3d"
 
     def __init__(
         self,
@@ -203,26 +210,7 @@ class ConvTranspose3d(_ConvBase):
         dtype=None,
     ):
         super().__init__(in_channels, out_channels, kernel_size, bias, device, dtype)
-        self.stride = triple(stride, "ConvTranspose3d", "stride")
-        self.padding = triple(padding, "ConvTranspose3d", "padding")
-        self.dilation = triple(dilation, "ConvTranspose3d", "dilation")
-
-    def forward(self, x, coordinates=None):
-        _check_input(x, self.in_channels, "ConvTranspose3d")
-        w, b = self.weight, self.bias
-        if _conv_params_ok(x, w, b):  # arguments validated by the constructor (lattice's op checks the rest)
-            ks, st, pd, dl = self.kernel_size, self.stride, self.padding, self.dilation
-            return F._structured_run("conv_transpose3d", x, w, b, None, ks, st, pd, dl, coordinates)
-        return F.conv_transpose3d(
-            x,
-            self.weight,
-            self.bias,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            coordinates=coordinates,
-        )
+        self._set_geometry(stride, padding, dilation)
 
 
 class GenerativeConvTranspose3d(_ConvBase):
